@@ -1,0 +1,67 @@
+# One entry point for every task; each target sets up what it needs on a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+TOOLS := .tools
+BUF := $(TOOLS)/node_modules/.bin/buf
+BUF_VERSION := 1.59.0
+PROTO_SRC := $(shell find protos -name '*.proto')
+GEN := gen/python
+
+.PHONY: install run test lint proto proto-check buf-lint fixtures bench load ci clean lock
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --no-deps -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@$(BUF_VERSION)
+
+## Serve on TRANSCRIBE_PORT (default 50051) with the local bundled model.
+run: install
+	$(PY) -m service
+
+## The full test suite.
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## Regenerate the Python code from the proto (messages, gRPC stubs, typed stubs).
+proto: install
+	scripts/gen_proto.sh $(PY) $(GEN)
+
+## Fail when the checked-in generated code differs from what the proto produces.
+proto-check: install
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && scripts/gen_proto.sh $(PY) "$$tmp" \
+	  && diff -r "$$tmp" $(GEN) && echo "generated code is up to date"
+
+buf-lint: $(BUF)
+	$(BUF) lint
+	$(BUF) format --diff --exit-code
+
+lint: install buf-lint
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy service clients/python tests bench
+
+## Regenerate the spoken test fixtures in tests/data (needs espeak-ng).
+fixtures: install
+	$(PY) tests/data/make_fixtures.py
+
+## Benchmarks (not tests): results go to bench/results/.
+bench: install
+	$(PY) -m bench
+
+ci: lint proto-check test
+
+## Re-pin requirements.lock from the current venv.
+lock: install
+	$(PY) -m pip freeze --exclude-editable | grep -vE '^(triton|transcribe)' > requirements.lock.new && mv requirements.lock.new requirements.lock
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build *.egg-info
