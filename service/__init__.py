@@ -1,0 +1,1 @@
+"""The transcribe gRPC server: settings, domain, backends and transport."""

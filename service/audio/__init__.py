@@ -1,0 +1,1 @@
+"""Audio intake: upload files on disk, probing and decoding with PyAV."""

@@ -1,0 +1,133 @@
+"""Validate an upload by decoding it with PyAV: container, codec, exact duration, truncation."""
+
+from __future__ import annotations
+
+import os
+import wave
+from pathlib import Path
+
+import av
+import av.error
+
+from service.domain import AudioInfo, RawPcmFormat
+from service.errors import AudioTooLong, EmptyAudio, TruncatedAudio, UndecodableAudio
+
+# Container names as PyAV reports them, mapped to the file extension the file is given.
+_EXTENSIONS = {
+    "wav": "wav",
+    "mp3": "mp3",
+    "ogg": "ogg",
+    "flac": "flac",
+    "aac": "aac",
+    "mov,mp4,m4a,3gp,3g2,mj2": "m4a",
+    "matroska,webm": "webm",
+    "aiff": "aiff",
+    "caf": "caf",
+    "asf": "wma",
+    "amr": "amr",
+    "w64": "w64",
+}
+_WEBM_CODECS = {"opus", "vorbis"}
+# A file may decode a little shorter than its header says (encoder padding); more than this is truncation.
+_TRUNCATION_TOLERANCE_SECONDS = 0.5
+_TRUNCATION_TOLERANCE_RATIO = 0.02
+
+
+def probe(path: Path, max_seconds: float) -> AudioInfo:
+    """Decode the whole first audio stream once; raise the domain error that describes what is wrong."""
+    size = path.stat().st_size
+    if size == 0:
+        raise EmptyAudio("the request carries no audio bytes")
+    try:
+        container = av.open(str(path), mode="r", metadata_errors="ignore")
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as exc:
+        raise UndecodableAudio("the bytes are not a supported audio format") from exc
+    with container:
+        if not container.streams.audio:
+            raise UndecodableAudio("the file holds no audio stream")
+        stream = container.streams.audio[0]
+        codec = stream.codec_context.name
+        rate = stream.codec_context.sample_rate or stream.rate or 0
+        channels = stream.codec_context.channels
+        if rate <= 0 or channels <= 0:
+            raise UndecodableAudio("the audio stream has no sample rate or no channels")
+        declared = _declared_seconds(container, stream)
+        decoded = _decoded_seconds(container, stream, max_seconds)
+        container_name = container.format.name
+    if decoded <= 0:
+        raise EmptyAudio("the file holds no audio samples")
+    if declared is not None and declared - decoded > max(
+        _TRUNCATION_TOLERANCE_SECONDS, _TRUNCATION_TOLERANCE_RATIO * declared
+    ):
+        raise TruncatedAudio(
+            "the file ends before the audio its header declares",
+            metadata={"declared_seconds": f"{declared:.3f}", "decoded_seconds": f"{decoded:.3f}"},
+        )
+    return AudioInfo(
+        container=container_name,
+        extension=_extension(container_name, codec, container),
+        codec=codec,
+        duration=decoded,
+        sample_rate=rate,
+        channels=channels,
+        size_bytes=size,
+    )
+
+
+def _declared_seconds(container: av.container.InputContainer, stream: av.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def _decoded_seconds(
+    container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float
+) -> float:
+    samples = 0
+    rate = 0
+    try:
+        for frame in container.decode(stream):
+            rate = frame.sample_rate or rate
+            samples += frame.samples
+            if rate and samples / rate > max_seconds:
+                raise AudioTooLong(
+                    f"audio is longer than the limit of {max_seconds:g} seconds",
+                    metadata={"limit_seconds": f"{max_seconds:g}"},
+                )
+    except av.error.FFmpegError as exc:
+        if samples == 0:
+            raise UndecodableAudio("the audio could not be decoded") from exc
+        raise TruncatedAudio("the audio stops in the middle of its data") from exc
+    return samples / rate if rate else 0.0
+
+
+def _extension(name: str, codec: str, container: av.container.InputContainer) -> str:
+    if name == "matroska,webm":
+        return "webm" if codec in _WEBM_CODECS else "mka"
+    if name == "mov,mp4,m4a,3gp,3g2,mj2" and container.streams.video:
+        return "mp4"
+    if name in _EXTENSIONS:
+        return _EXTENSIONS[name]
+    return name.split(",", maxsplit=1)[0].replace("_", "")
+
+
+def wrap_pcm_as_wav(raw: Path, wav_path: Path, fmt: RawPcmFormat) -> None:
+    """Copy headerless 16-bit PCM into a WAV file so every later step sees a container."""
+    frame_bytes = 2 * fmt.channels
+    size = raw.stat().st_size
+    if size == 0:
+        raise EmptyAudio("the request carries no audio bytes")
+    if size % frame_bytes:
+        raise TruncatedAudio(
+            f"LINEAR16 audio with {fmt.channels} channel(s) must be a whole number of "
+            f"{frame_bytes}-byte frames"
+        )
+    fd = os.open(wav_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as out, wave.open(out, "wb") as wav, raw.open("rb") as src:
+        wav.setnchannels(fmt.channels)
+        wav.setsampwidth(2)
+        wav.setframerate(fmt.sample_rate_hz)
+        while block := src.read(1024 * 1024):
+            wav.writeframesraw(block)

@@ -1,0 +1,1 @@
+"""Transcription backends: one module per engine behind the TranscriptionBackend protocol."""

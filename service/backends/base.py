@@ -1,0 +1,34 @@
+"""The small interface every transcription backend implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
+
+
+class TranscriptionBackend(Protocol):
+    """An engine family that turns a validated audio file into a transcript, off the event loop."""
+
+    kind: BackendKind
+    max_upload_bytes: int
+
+    async def start(self) -> None:
+        """Get ready to serve (load the default model, open clients); raise if that is impossible."""
+        ...
+
+    def check(self, options: TranscriptionOptions) -> None:
+        """Reject options this backend cannot honour, before any audio is read."""
+        ...
+
+    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
+        """Transcribe a validated file; may derive files next to it through audio.extra."""
+        ...
+
+    def models(self) -> list[ModelDescription]:
+        """The models this backend can serve."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release threads, clients and models."""
+        ...

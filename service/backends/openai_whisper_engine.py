@@ -1,0 +1,140 @@
+"""The openai-whisper engine (the reference implementation), fp32 on the CPU."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from service.backends.local import EngineRequest, EngineResult, ModelSpec
+from service.domain import Segment, Word
+from service.models.ct2_checkpoint import alignment_heads_dump, openai_whisper_checkpoint
+
+_FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+class _Replicas:
+    """Independent copies of one model: openai-whisper's decoder keeps per-call state on the module."""
+
+    def __init__(self, models: list[Any]) -> None:
+        self.dims = models[0].dims
+        self._free: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        for model in models:
+            self._free.put(model)
+
+    @contextmanager
+    def checkout(self) -> Iterator[Any]:
+        model = self._free.get()
+        try:
+            yield model
+        finally:
+            self._free.put(model)
+
+
+class OpenAIWhisperEngine:
+    """Runs openai-whisper models; bundled CTranslate2 models are converted to checkpoints once."""
+
+    name = "openai-whisper"
+
+    def __init__(self, cache_dir: Path, replicas: int = 1, cpu_threads: int = 0, beam_size: int = 5) -> None:
+        self._cache_dir = cache_dir
+        self._replicas = replicas
+        self._beam_size = beam_size
+        self._cpu_threads = cpu_threads
+        self._torch_lock = threading.Lock()
+
+    def load(self, spec: ModelSpec) -> object:
+        """Load `replicas` copies of the model with whisper.load_model (names, files and bundled models)."""
+        import torch
+        import whisper
+
+        with self._torch_lock:
+            if self._cpu_threads:
+                torch.set_num_threads(self._cpu_threads)
+        source = spec.source
+        heads: list[tuple[int, int]] = []
+        if spec.ct2_dir is not None:
+            source = str(openai_whisper_checkpoint(spec.ct2_dir, self._cache_dir, spec.name))
+            heads = _alignment_heads(spec.ct2_dir)
+        models = []
+        for _ in range(self._replicas):
+            model = whisper.load_model(
+                source, device="cpu", download_root=str(self._cache_dir / "openai-whisper")
+            )
+            if heads:
+                dims = model.dims
+                model.set_alignment_heads(alignment_heads_dump(heads, dims.n_text_layer, dims.n_text_head))
+            models.append(model)
+        return _Replicas(models)
+
+    def transcribe(
+        self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest
+    ) -> EngineResult:
+        """Transcribe with beam search at temperature 0, falling back to sampling as Whisper does."""
+        assert isinstance(model, _Replicas)
+        with model.checkout() as whisper_model:
+            language, probability = request.language, 0.0
+            if language is None:
+                language, probability = _detect_language(whisper_model, audio)
+            temperature = (
+                (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
+            )
+            result = whisper_model.transcribe(
+                audio,
+                language=language,
+                task=request.task.value,
+                temperature=temperature,
+                initial_prompt=request.prompt or None,
+                word_timestamps=request.word_timestamps,
+                beam_size=self._beam_size,
+                best_of=self._beam_size,
+                fp16=False,
+                verbose=None,
+            )
+        return EngineResult(
+            segments=tuple(_segment(s) for s in result["segments"]),
+            language=str(result["language"]),
+            language_probability=probability,
+        )
+
+
+def _detect_language(model: Any, audio: npt.NDArray[np.float32]) -> tuple[str, float]:
+    import whisper
+
+    if not model.is_multilingual:
+        return "en", 1.0
+    mel = whisper.log_mel_spectrogram(whisper.pad_or_trim(audio), model.dims.n_mels)
+    _, probs = model.detect_language(mel)
+    language = max(probs, key=probs.get)
+    return str(language), float(probs[language])
+
+
+def _segment(raw: dict[str, Any]) -> Segment:
+    return Segment(
+        start=float(raw["start"]),
+        end=float(raw["end"]),
+        text=str(raw["text"]),
+        words=tuple(
+            Word(
+                start=float(w["start"]),
+                end=float(w["end"]),
+                text=str(w["word"]),
+                probability=float(w["probability"]),
+            )
+            for w in raw.get("words", ())
+        ),
+        avg_logprob=float(raw["avg_logprob"]),
+        no_speech_prob=float(raw["no_speech_prob"]),
+    )
+
+
+def _alignment_heads(ct2_dir: Path) -> list[tuple[int, int]]:
+    config = json.loads((ct2_dir / "config.json").read_text())
+    return [(int(layer), int(head)) for layer, head in config.get("alignment_heads", [])]

@@ -1,0 +1,116 @@
+"""Plain domain values: what a transcription asks for and what it returns."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class BackendKind(enum.Enum):
+    """An engine family that performs transcriptions."""
+
+    OPENAI = "openai"
+    LOCAL = "local"
+
+
+class Task(enum.Enum):
+    """Transcribe in the spoken language, or translate to English."""
+
+    TRANSCRIBE = "transcribe"
+    TRANSLATE = "translate"
+
+
+def primary_language(tag: str | None) -> str | None:
+    """The lower-case primary subtag of a BCP-47 tag ("es-MX" -> "es")."""
+    return tag.split("-")[0].lower() if tag else None
+
+
+@dataclass(frozen=True)
+class RawPcmFormat:
+    """Layout of headerless signed 16-bit little-endian PCM."""
+
+    sample_rate_hz: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    """What a caller asks of one transcription."""
+
+    backend: BackendKind | None = None
+    model: str = ""
+    language: str | None = None
+    prompt: str = ""
+    temperature: float | None = None
+    task: Task = Task.TRANSCRIBE
+    word_timestamps: bool = False
+    raw_pcm: RawPcmFormat | None = None
+
+
+@dataclass(frozen=True)
+class Word:
+    """One word with its timing in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of speech with its timing in seconds from the start of the audio."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = ()
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """The text of an audio file, with segments, language and who produced it."""
+
+    text: str
+    language: str
+    duration: float
+    backend: BackendKind
+    model: str
+    segments: tuple[Segment, ...] = ()
+    language_probability: float = 0.0
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """A model a backend can serve."""
+
+    name: str
+    backend: BackendKind
+    engine: str
+    loaded: bool
+    multilingual: bool
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What probing an uploaded file found."""
+
+    container: str
+    extension: str
+    codec: str
+    duration: float
+    sample_rate: int
+    channels: int
+    size_bytes: int
+
+
+@dataclass(frozen=True)
+class AudioFile:
+    """A validated upload on disk, named with the extension of its detected container."""
+
+    path: str
+    info: AudioInfo
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,130 @@
+"""Domain errors: each has a stable reason and a message that is safe to show a caller."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """One invalid request field and what is wrong with it."""
+
+    field: str
+    description: str
+
+
+class TranscribeError(Exception):
+    """Base of every error a caller may see; the transport maps each subclass to a status code."""
+
+    reason = "TRANSCRIBE_ERROR"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        violations: Sequence[FieldViolation] = (),
+        retry_after_seconds: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.metadata = dict(metadata or {})
+        self.violations = tuple(violations)
+        self.retry_after_seconds = retry_after_seconds
+
+
+class InvalidConfig(TranscribeError):
+    """A config field has a value the server cannot use."""
+
+    reason = "INVALID_CONFIG"
+
+
+class StreamOutOfOrder(TranscribeError):
+    """A stream's config is missing, repeated, or sent after audio."""
+
+    reason = "STREAM_OUT_OF_ORDER"
+
+
+class EmptyAudio(TranscribeError):
+    """The request carries no audio bytes."""
+
+    reason = "AUDIO_EMPTY"
+
+
+class UndecodableAudio(TranscribeError):
+    """The bytes are not audio any decoder understands, or hold no audio stream."""
+
+    reason = "AUDIO_UNDECODABLE"
+
+
+class TruncatedAudio(TranscribeError):
+    """The file ends before the data its header declares."""
+
+    reason = "AUDIO_TRUNCATED"
+
+
+class AudioTooLarge(TranscribeError):
+    """The upload is larger than the byte limit."""
+
+    reason = "AUDIO_TOO_LARGE"
+
+
+class AudioTooLong(TranscribeError):
+    """The audio lasts longer than the duration limit."""
+
+    reason = "AUDIO_TOO_LONG"
+
+
+class ModelNotFound(TranscribeError):
+    """The requested model is not one the backend can serve."""
+
+    reason = "MODEL_NOT_FOUND"
+
+
+class BackendNotConfigured(TranscribeError):
+    """The requested backend lacks configuration, such as an API key."""
+
+    reason = "BACKEND_NOT_CONFIGURED"
+
+
+class BackendNotReady(TranscribeError):
+    """The backend is still starting or is shutting down."""
+
+    reason = "BACKEND_NOT_READY"
+
+
+class UpstreamRateLimited(TranscribeError):
+    """The upstream API refused the call for rate or quota."""
+
+    reason = "UPSTREAM_RATE_LIMITED"
+
+
+class UpstreamUnavailable(TranscribeError):
+    """The upstream API failed or could not be reached after retries."""
+
+    reason = "UPSTREAM_UNAVAILABLE"
+
+
+class UpstreamTimeout(TranscribeError):
+    """The upstream API did not answer in time."""
+
+    reason = "UPSTREAM_TIMEOUT"
+
+
+class UpstreamRejectedAudio(TranscribeError):
+    """The upstream API refused the audio or the options as invalid."""
+
+    reason = "UPSTREAM_REJECTED_REQUEST"
+
+
+class UpstreamAuthFailed(TranscribeError):
+    """The upstream API refused the server's credentials."""
+
+    reason = "UPSTREAM_AUTH_FAILED"
+
+
+class Overloaded(TranscribeError):
+    """Every worker and queue slot of the backend is taken."""
+
+    reason = "OVERLOADED"

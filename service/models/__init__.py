@@ -1,0 +1,1 @@
+"""Bundled Whisper models and conversion of CTranslate2 Whisper models to openai-whisper checkpoints."""

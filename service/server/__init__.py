@@ -1,0 +1,1 @@
+"""The gRPC transport: servicer, error mapping, health, reflection and server lifecycle."""

@@ -1,0 +1,53 @@
+"""Builds the grpc.aio server: servicer, interceptors, health, reflection, limits and keepalive."""
+
+from __future__ import annotations
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
+
+from service.server.interceptors import ErrorMappingInterceptor
+from service.server.servicer import TranscribeServicer
+from service.settings import Settings
+from service.transcriber import Transcriber
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
+
+
+def create_server(
+    settings: Settings, transcriber: Transcriber
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
+    keepalive_ms = int(settings.keepalive_time_seconds * 1000)
+    server = grpc.aio.server(
+        interceptors=[ErrorMappingInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", settings.max_message_bytes),
+            ("grpc.max_send_message_length", 16 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_timeout_ms", 20_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.http2.max_ping_strikes", 2),
+            ("grpc.max_connection_age_ms", 30 * 60 * 1000),
+            ("grpc.max_connection_age_grace_ms", int(settings.grace_period_seconds * 1000) + 5_000),
+        ],
+    )
+    pb_grpc.add_TranscribeServiceServicer_to_server(TranscribeServicer(transcriber), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    return server, port, health_servicer
+
+
+async def set_serving(health_servicer: health.aio.HealthServicer, serving: bool) -> None:
+    """Report the overall and the TranscribeService health."""
+    status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    for name in ("", SERVICE_NAME):
+        await health_servicer.set(name, status)

@@ -1,0 +1,94 @@
+"""Typed server settings, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+OPENAI_MAX_UPLOAD_BYTES = 25 * MIB
+
+BackendName = Literal["local", "openai"]
+LocalEngineName = Literal["faster-whisper", "openai-whisper"]
+
+
+class Settings(BaseSettings):
+    """Every setting of the server; environment names are TRANSCRIBE_<FIELD> unless noted."""
+
+    model_config = SettingsConfigDict(env_prefix="TRANSCRIBE_", extra="ignore", frozen=True)
+
+    host: str = "[::]"
+    """Address to listen on; "[::]" listens on every interface (IPv4 and IPv6)."""
+    port: int = Field(default=50051, ge=0, le=65535)
+    """TCP port; 0 picks a free port (tests)."""
+    default_backend: BackendName = "local"
+    """Backend used when a request says BACKEND_UNSPECIFIED."""
+
+    max_audio_bytes: int = Field(default=OPENAI_MAX_UPLOAD_BYTES, ge=1024)
+    """Largest audio upload in bytes. The default is the OpenAI API's hard limit (25 MiB)."""
+    local_max_audio_bytes: int | None = Field(default=None, ge=1024)
+    """Largest upload for the local backend, which has no API limit; unset means max_audio_bytes."""
+    max_audio_seconds: float = Field(default=1800.0, gt=0)
+    """Longest audio accepted, in seconds. Bounds memory: engines build features for the whole file."""
+    temp_dir: Path | None = None
+    """Parent folder for upload files; unset uses the system temp folder (honours TMPDIR)."""
+    grace_period_seconds: float = Field(default=30.0, ge=0)
+    """How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled."""
+    keepalive_time_seconds: float = Field(default=60.0, gt=0)
+    """Interval of server keepalive pings on idle connections."""
+
+    local_engine: LocalEngineName = "openai-whisper"
+    """Engine of the local backend."""
+    local_model: str = "tiny.en"
+    """Default local model: a bundled name (tiny.en, base), an engine model name, or a folder/file path."""
+    local_workers: int = Field(default=1, ge=1, le=64)
+    """Threads transcribing with the local model at once."""
+    local_cpu_threads: int = Field(default=0, ge=0)
+    """Intra-op CPU threads per local transcription; 0 lets the engine choose."""
+    local_compute_type: str = "int8"
+    """faster-whisper compute type on CPU (int8 or float32; the bundled float16 weights cannot run here)."""
+    model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcribe")
+    """Where converted and joined model files are cached."""
+
+    openai_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TRANSCRIBE_OPENAI_API_KEY", "OPENAI_API_KEY")
+    )
+    """API key of the OpenAI-compatible backend (OPENAI_API_KEY); unset disables that backend."""
+    openai_base_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("TRANSCRIBE_OPENAI_BASE_URL", "OPENAI_BASE_URL")
+    )
+    """Base URL of any OpenAI-compatible server (OPENAI_BASE_URL); unset uses api.openai.com."""
+    openai_model: str = "gpt-4o-mini-transcribe"
+    """Default model of the API backend."""
+    openai_timeout_seconds: float = Field(default=120.0, gt=0)
+    """Timeout of one upstream API attempt, in seconds."""
+    openai_max_retries: int = Field(default=2, ge=0, le=10)
+    """Upstream retries (with backoff) on connection errors, 408, 409, 429 and 5xx."""
+    openai_workers: int = Field(default=8, ge=1, le=256)
+    """Upstream API calls in flight at once."""
+
+    log_level: str = "INFO"
+    """Python logging level."""
+
+    @model_validator(mode="after")
+    def _default_backend_is_usable(self) -> Settings:
+        if self.default_backend == "openai" and self.openai_api_key is None:
+            raise ValueError(
+                "TRANSCRIBE_DEFAULT_BACKEND=openai needs an API key: set OPENAI_API_KEY "
+                "(and OPENAI_BASE_URL for a compatible server), or use TRANSCRIBE_DEFAULT_BACKEND=local"
+            )
+        return self
+
+    def max_bytes_for(self, backend: BackendName) -> int:
+        """The upload limit of one backend."""
+        if backend == "local" and self.local_max_audio_bytes is not None:
+            return self.local_max_audio_bytes
+        return self.max_audio_bytes
+
+    @property
+    def max_message_bytes(self) -> int:
+        """gRPC receive limit: the largest upload plus room for the config in a unary request."""
+        return max(self.max_audio_bytes, self.local_max_audio_bytes or 0) + 64 * 1024
