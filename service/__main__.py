@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from pydantic import ValidationError
 
 from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
+from service.backends.faster_whisper_engine import FasterWhisperEngine
 from service.backends.local import LocalBackend, LocalEngine
 from service.backends.openai_api import OpenAIBackend
+from service.backends.openai_whisper_engine import OpenAIWhisperEngine
 from service.domain import BackendKind
 from service.models.registry import local_model_specs
 from service.server.app import create_server, set_serving
@@ -37,12 +40,23 @@ class App:
 
 def build_local_engine(settings: Settings) -> LocalEngine:
     """The local engine the settings name."""
-    from service.backends.openai_whisper_engine import OpenAIWhisperEngine
-
-    return OpenAIWhisperEngine(
+    threads = settings.local_cpu_threads or max(1, (os.cpu_count() or 1) // settings.local_workers)
+    if settings.local_engine == "openai-whisper":
+        return OpenAIWhisperEngine(
+            cache_dir=settings.model_cache_dir,
+            replicas=settings.local_workers,
+            cpu_threads=threads,
+            beam_size=settings.local_beam_size,
+        )
+    return FasterWhisperEngine(
         cache_dir=settings.model_cache_dir,
-        replicas=settings.local_workers,
-        cpu_threads=settings.local_cpu_threads,
+        compute_type=settings.local_compute_type,
+        cpu_threads=threads,
+        num_workers=settings.local_workers,
+        beam_size=settings.local_beam_size,
+        batch_size=settings.local_batch_size,
+        batched_min_seconds=settings.local_batched_min_seconds,
+        vad_filter=settings.local_vad_filter,
     )
 
 
@@ -54,7 +68,8 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
             specs=local_model_specs(settings.local_model, settings.model_cache_dir),
             default_model=settings.local_model,
             workers=settings.local_workers,
-            max_upload_bytes=settings.max_bytes_for("local"),
+            max_loaded=settings.local_max_loaded_models,
+            idle_seconds=settings.local_model_idle_seconds,
         )
     }
     if settings.openai_api_key is not None:
@@ -65,7 +80,6 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
             timeout_seconds=settings.openai_timeout_seconds,
             max_retries=settings.openai_max_retries,
             workers=settings.openai_workers,
-            max_upload_bytes=settings.max_bytes_for("openai"),
         )
     return backends
 
@@ -77,6 +91,7 @@ def build_app(settings: Settings, backends: dict[BackendKind, TranscriptionBacke
         store=store,
         backends=backends if backends is not None else build_backends(settings),
         default_backend=BackendKind(settings.default_backend),
+        upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
         max_audio_seconds=settings.max_audio_seconds,
     )
     return App(settings=settings, store=store, transcriber=transcriber)
@@ -89,7 +104,7 @@ async def start_backends(app: App, health_servicer: health.aio.HealthServicer) -
     log.info("backends ready; serving")
 
 
-async def serve(app: App, stop: asyncio.Event) -> None:
+async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | None = None) -> None:
     """Serve until `stop` is set, then drain in-flight calls within the grace period."""
     settings = app.settings
     app.store.open()
@@ -97,6 +112,8 @@ async def serve(app: App, stop: asyncio.Event) -> None:
     await set_serving(health_servicer, serving=False)
     await server.start()
     log.info("listening on %s:%d (NOT_SERVING until the backends are ready)", settings.host, port)
+    if listening is not None:
+        listening.set_result(port)
     loading = asyncio.create_task(start_backends(app, health_servicer))
     stopping = asyncio.create_task(stop.wait())
     try:

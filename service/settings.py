@@ -40,14 +40,26 @@ class Settings(BaseSettings):
     keepalive_time_seconds: float = Field(default=60.0, gt=0)
     """Interval of server keepalive pings on idle connections."""
 
-    local_engine: LocalEngineName = "openai-whisper"
-    """Engine of the local backend."""
+    local_engine: LocalEngineName = "faster-whisper"
+    """Local engine: faster-whisper (CTranslate2, the fastest here) or openai-whisper (the reference)."""
     local_model: str = "tiny.en"
     """Default local model: a bundled name (tiny.en, base), an engine model name, or a folder/file path."""
-    local_workers: int = Field(default=1, ge=1, le=64)
-    """Threads transcribing with the local model at once."""
+    local_workers: int = Field(default=2, ge=1, le=64)
+    """Local transcriptions running at once (threads; faster-whisper num_workers; openai-whisper replicas)."""
     local_cpu_threads: int = Field(default=0, ge=0)
-    """Intra-op CPU threads per local transcription; 0 lets the engine choose."""
+    """CPU threads per local transcription; 0 means cores / local_workers (at least 1)."""
+    local_beam_size: int = Field(default=5, ge=1, le=16)
+    """Beam width of local decoding at temperature 0."""
+    local_batch_size: int = Field(default=8, ge=1, le=64)
+    """faster-whisper: VAD-cut chunks decoded together for long audio; 1 disables batching."""
+    local_batched_min_seconds: float = Field(default=60.0, ge=0)
+    """faster-whisper: audio at least this long goes through batched inference."""
+    local_vad_filter: bool = True
+    """faster-whisper: skip non-speech (Silero VAD), which suppresses hallucinated text on silence."""
+    local_max_loaded_models: int = Field(default=2, ge=1)
+    """Most local models kept in memory at once; the least recently used idle one is unloaded."""
+    local_model_idle_seconds: float = Field(default=900.0, gt=0)
+    """Unload a local model (except while in use) after this long without requests."""
     local_compute_type: str = "int8"
     """faster-whisper compute type on CPU (int8 or float32; the bundled float16 weights cannot run here)."""
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcribe")

@@ -46,12 +46,14 @@ class Transcriber:
         store: UploadStore,
         backends: Mapping[BackendKind, TranscriptionBackend],
         default_backend: BackendKind,
+        upload_limits: Mapping[BackendKind, int],
         max_audio_seconds: float,
         probe_workers: int = 2,
     ) -> None:
         self._store = store
         self._backends = dict(backends)
         self._default = default_backend
+        self._limits = dict(upload_limits)
         self._max_seconds = max_audio_seconds
         self._probe_pool = ThreadPoolExecutor(max_workers=probe_workers, thread_name_prefix="probe")
 
@@ -68,8 +70,8 @@ class Transcriber:
         """Every model of every configured backend."""
         return [model for backend in self._backends.values() for model in backend.models()]
 
-    def backend_for(self, options: TranscriptionOptions) -> TranscriptionBackend:
-        """The backend a request goes to, after checking its options against it."""
+    def backend_for(self, options: TranscriptionOptions) -> tuple[TranscriptionBackend, int]:
+        """The backend a request goes to and its upload limit, after checking the options against it."""
         validate_options(options)
         kind = options.backend or self._default
         backend = self._backends.get(kind)
@@ -79,14 +81,14 @@ class Transcriber:
                 metadata={"backend": kind.value},
             )
         backend.check(options)
-        return backend
+        return backend, self._limits[kind]
 
     async def transcribe_bytes(self, options: TranscriptionOptions, content: bytes) -> Transcript:
         """Transcribe a whole file sent in one message."""
-        backend = self.backend_for(options)
+        backend, limit = self.backend_for(options)
         if not content:
             raise EmptyAudio("the request carries no audio bytes")
-        upload = self._store.new_upload(backend.max_upload_bytes)
+        upload = self._store.new_upload(limit)
         try:
             await self._run_in_pool(upload.write_now, content)
             await upload.finish()
@@ -101,8 +103,8 @@ class Transcriber:
             raise StreamOutOfOrder(
                 "the first message of the stream must carry config", violations=[_CONFIG_FIRST]
             )
-        backend = self.backend_for(first)
-        upload = self._store.new_upload(backend.max_upload_bytes)
+        backend, limit = self.backend_for(first)
+        upload = self._store.new_upload(limit)
         try:
             async for item in items:
                 if isinstance(item, TranscriptionOptions):

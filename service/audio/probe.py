@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import wave
 from pathlib import Path
 
@@ -52,6 +53,8 @@ def probe(path: Path, max_seconds: float) -> AudioInfo:
         if rate <= 0 or channels <= 0:
             raise UndecodableAudio("the audio stream has no sample rate or no channels")
         declared = _declared_seconds(container, stream)
+        if container.format.name == "wav":
+            _check_riff_data_size(path, size)
         decoded = _decoded_seconds(container, stream, max_seconds)
         container_name = container.format.name
     if decoded <= 0:
@@ -80,6 +83,28 @@ def _declared_seconds(container: av.container.InputContainer, stream: av.AudioSt
     if container.duration is not None:
         return container.duration / av.time_base
     return None
+
+
+def _check_riff_data_size(path: Path, size: int) -> None:
+    """FFmpeg trims a WAV's duration to the bytes present, so compare the header's data size directly."""
+    with path.open("rb") as fh:
+        header = fh.read(12)
+        if len(header) < 12 or header[:4] != b"RIFF" or header[8:12] != b"WAVE":
+            return
+        while chunk := fh.read(8):
+            if len(chunk) < 8:
+                return
+            chunk_id, chunk_size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if chunk_id == b"data":
+                present = size - fh.tell()
+                # 0 and 0xFFFFFFFF mean "unknown length" (streamed WAV writers).
+                if chunk_size not in (0, 0xFFFFFFFF) and chunk_size > present:
+                    raise TruncatedAudio(
+                        "the file ends before the audio its header declares",
+                        metadata={"declared_bytes": str(chunk_size), "present_bytes": str(present)},
+                    )
+                return
+            fh.seek(chunk_size + (chunk_size & 1), 1)
 
 
 def _decoded_seconds(

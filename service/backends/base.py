@@ -11,7 +11,6 @@ class TranscriptionBackend(Protocol):
     """An engine family that turns a validated audio file into a transcript, off the event loop."""
 
     kind: BackendKind
-    max_upload_bytes: int
 
     async def start(self) -> None:
         """Get ready to serve (load the default model, open clients); raise if that is impossible."""

@@ -160,6 +160,8 @@ class EngineRequest:
     prompt: str
     temperature: float | None
     word_timestamps: bool
+    cancelled: threading.Event | None = None
+    """Set when the caller has gone; engines that can stop between segments do."""
 
 
 @dataclass(frozen=True)
@@ -284,13 +286,11 @@ class LocalBackend:
         specs: dict[str, ModelSpec],
         default_model: str,
         workers: int,
-        max_upload_bytes: int,
         max_loaded: int = 2,
         idle_seconds: float = 900.0,
     ) -> None:
         self._engine = engine
         self.default_model = default_model
-        self.max_upload_bytes = max_upload_bytes
         self.pool = ModelPool(engine, specs, max_loaded=max_loaded, idle_seconds=idle_seconds)
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local")
         self._ready = False
@@ -299,6 +299,8 @@ class LocalBackend:
 
     async def start(self) -> None:
         """Load the default model once so the first request does not pay for it."""
+        if self._ready:
+            return
         await self._run(self._warm)
         self._ready = True
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle_models())
@@ -357,8 +359,14 @@ class LocalBackend:
             prompt=options.prompt,
             temperature=options.temperature,
             word_timestamps=options.word_timestamps,
+            cancelled=threading.Event(),
         )
-        result = await self._run(self._transcribe_sync, spec.name, Path(audio.path), request)
+        try:
+            result = await self._run(self._transcribe_sync, spec.name, Path(audio.path), request)
+        except asyncio.CancelledError:
+            assert request.cancelled is not None
+            request.cancelled.set()
+            raise
         return Transcript(
             text=" ".join(s.text.strip() for s in result.segments if s.text.strip()),
             language=result.language,

@@ -64,10 +64,8 @@ class OpenAIBackend:
         timeout_seconds: float,
         max_retries: int,
         workers: int,
-        max_upload_bytes: int,
     ) -> None:
         self.default_model = default_model
-        self.max_upload_bytes = max_upload_bytes
         self._client = openai.OpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries
         )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import queue
 import threading
 from collections.abc import Iterator
@@ -15,7 +14,11 @@ import numpy.typing as npt
 
 from service.backends.local import EngineRequest, EngineResult, ModelSpec
 from service.domain import Segment, Word
-from service.models.ct2_checkpoint import alignment_heads_dump, openai_whisper_checkpoint
+from service.models.ct2_checkpoint import (
+    alignment_heads_dump,
+    ct2_alignment_heads,
+    openai_whisper_checkpoint,
+)
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
@@ -62,7 +65,7 @@ class OpenAIWhisperEngine:
         heads: list[tuple[int, int]] = []
         if spec.ct2_dir is not None:
             source = str(openai_whisper_checkpoint(spec.ct2_dir, self._cache_dir, spec.name))
-            heads = _alignment_heads(spec.ct2_dir)
+            heads = ct2_alignment_heads(spec.ct2_dir)
         models = []
         for _ in range(self._replicas):
             model = whisper.load_model(
@@ -133,8 +136,3 @@ def _segment(raw: dict[str, Any]) -> Segment:
         avg_logprob=float(raw["avg_logprob"]),
         no_speech_prob=float(raw["no_speech_prob"]),
     )
-
-
-def _alignment_heads(ct2_dir: Path) -> list[tuple[int, int]]:
-    config = json.loads((ct2_dir / "config.json").read_text())
-    return [(int(layer), int(head)) for layer, head in config.get("alignment_heads", [])]

@@ -5,13 +5,13 @@ from __future__ import annotations
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from transcribe.v1 import transcribe_service_pb2 as pb
-from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 from service.server.interceptors import ErrorMappingInterceptor
 from service.server.servicer import TranscribeServicer
 from service.settings import Settings
 from service.transcriber import Transcriber
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 

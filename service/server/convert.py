@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
-from transcribe.v1 import transcribe_service_pb2 as pb
 
 from service.domain import BackendKind, ModelDescription, RawPcmFormat, Task, Transcript, TranscriptionOptions
 from service.errors import FieldViolation, InvalidConfig
+from transcribe.v1 import transcribe_service_pb2 as pb
 
 _BACKENDS = {
     pb.BACKEND_UNSPECIFIED: None,

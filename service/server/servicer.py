@@ -6,13 +6,13 @@ from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
 import grpc
-from transcribe.v1 import transcribe_service_pb2 as pb
-from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 from service.server.convert import model_to_proto, options_from_proto, transcript_to_proto
 from service.transcriber import StreamItem, Transcriber
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
-Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 
 class TranscribeServicer(pb_grpc.TranscribeServiceServicer):

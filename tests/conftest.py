@@ -1,0 +1,182 @@
+"""Shared fixtures: the real model loaded once, a loopback OpenAI-compatible server, and real gRPC servers."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health
+
+from service.audio.store import UploadStore
+from service.backends.base import TranscriptionBackend
+from service.backends.faster_whisper_engine import FasterWhisperEngine
+from service.backends.local import LocalBackend
+from service.backends.openai_api import OpenAIBackend
+from service.backends.openai_whisper_engine import OpenAIWhisperEngine
+from service.domain import BackendKind
+from service.models.registry import local_model_specs
+from service.server.app import create_server, set_serving
+from service.settings import Settings
+from service.transcriber import Transcriber
+from tests.fakes.openai_server import FakeOpenAIServer
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "tests" / "data"
+# Converted and joined models are cached across runs like a real server's cache (not a temp file).
+MODEL_CACHE = Path(os.environ.get("TRANSCRIBE_TEST_MODEL_CACHE", REPO / ".cache" / "models"))
+
+
+@dataclass(frozen=True)
+class Fixture:
+    """A spoken fixture file and what a correct transcript of it contains."""
+
+    path: Path
+    language: str
+    text: str
+    expected_words: tuple[str, ...]
+    duration: float
+    translated_words: tuple[str, ...] = ()
+
+
+@pytest.fixture(scope="session")
+def spoken() -> dict[str, Fixture]:
+    """Every spoken fixture in tests/data, by file name."""
+    manifest = json.loads((DATA / "fixtures.json").read_text())
+    return {
+        entry["file"]: Fixture(
+            path=DATA / entry["file"],
+            language=entry["language"],
+            text=entry["text"],
+            expected_words=tuple(entry["expected_words"]),
+            duration=float(entry["duration_s"]),
+            translated_words=tuple(entry.get("translated_words", ())),
+        )
+        for entry in manifest["speech"]
+    }
+
+
+@pytest.fixture(scope="session")
+async def local_backend() -> AsyncIterator[LocalBackend]:
+    """The default local backend: bundled tiny.en on faster-whisper (int8), loaded once."""
+    backend = LocalBackend(
+        engine=FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=2),
+        specs=local_model_specs("tiny.en", MODEL_CACHE),
+        default_model="tiny.en",
+        workers=2,
+    )
+    await backend.start()
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture(scope="session")
+async def reference_backend() -> AsyncIterator[LocalBackend]:
+    """The reference local backend: bundled tiny.en converted for openai-whisper, loaded once."""
+    backend = LocalBackend(
+        engine=OpenAIWhisperEngine(cache_dir=MODEL_CACHE, replicas=1),
+        specs=local_model_specs("tiny.en", MODEL_CACHE),
+        default_model="tiny.en",
+        workers=1,
+    )
+    await backend.start()
+    yield backend
+    await backend.aclose()
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAIServer]:
+    """A loopback OpenAI-compatible server."""
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@dataclass
+class RunningServer:
+    """A started in-process server and what a test needs to talk to it."""
+
+    target: str
+    channel: grpc.aio.Channel
+    stub: pb_grpc.TranscribeServiceAsyncStub
+    store: UploadStore
+    transcriber: Transcriber
+    health: health.aio.HealthServicer
+    server: grpc.aio.Server
+    settings: Settings
+    owned: list[TranscriptionBackend] = field(default_factory=list)
+
+
+StartServer = Callable[..., Awaitable[RunningServer]]
+
+
+def openai_backend_for(fake: FakeOpenAIServer, **overrides: Any) -> OpenAIBackend:
+    """An API backend pointed at the loopback server, with fast failure settings for tests."""
+    options: dict[str, Any] = {
+        "api_key": fake.api_key,
+        "base_url": fake.base_url,
+        "default_model": "gpt-4o-mini-transcribe",
+        "timeout_seconds": 5.0,
+        "max_retries": 0,
+        "workers": 4,
+    }
+    options.update(overrides)
+    return OpenAIBackend(**options)
+
+
+@pytest.fixture
+async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIterator[StartServer]:
+    """Starts real servers on 127.0.0.1:0; at teardown each must have left no upload file behind."""
+    running: list[RunningServer] = []
+    uploads = tmp_path / "uploads"
+
+    async def start(
+        backends: dict[BackendKind, TranscriptionBackend] | None = None, **overrides: Any
+    ) -> RunningServer:
+        settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, **overrides)
+        chosen = backends if backends is not None else {BackendKind.LOCAL: local_backend}
+        store = UploadStore(settings.temp_dir)
+        store.open()
+        transcriber = Transcriber(
+            store=store,
+            backends=chosen,
+            default_backend=BackendKind(settings.default_backend),
+            upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
+            max_audio_seconds=settings.max_audio_seconds,
+        )
+        server, port, health_servicer = create_server(settings, transcriber)
+        await server.start()
+        await transcriber.start()
+        await set_serving(health_servicer, serving=True)
+        target = f"127.0.0.1:{port}"
+        channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", -1)])
+        handle = RunningServer(
+            target=target,
+            channel=channel,
+            stub=pb_grpc.TranscribeServiceStub(channel),
+            store=store,
+            transcriber=transcriber,
+            health=health_servicer,
+            server=server,
+            settings=settings,
+            owned=[b for b in chosen.values() if not isinstance(b, LocalBackend)],
+        )
+        running.append(handle)
+        return handle
+
+    yield start
+    for handle in running:
+        await handle.channel.close()
+        await handle.server.stop(None)
+        leftovers = handle.store.files()
+        handle.store.close()
+        for backend in handle.owned:
+            await backend.aclose()
+        assert leftovers == [], f"upload files left behind: {leftovers}"
+    if uploads.exists():
+        assert [p for p in uploads.rglob("*") if p.is_file()] == []

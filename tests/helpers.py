@@ -1,0 +1,57 @@
+"""Small assertions shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Iterable
+
+import grpc
+from google.rpc import error_details_pb2, status_pb2
+
+from transcribe.v1 import transcribe_service_pb2 as pb
+
+CHUNK = 64 * 1024
+
+
+def words_of(text: str) -> set[str]:
+    """Lower-case words of a transcript, punctuation removed."""
+    return set(re.findall(r"[a-z']+", text.lower()))
+
+
+def assert_has_words(text: str, expected: Iterable[str]) -> None:
+    """Every expected word appears in the lower-cased text ("shells" matches "seashells")."""
+    lowered = text.lower()
+    missing = [word for word in expected if word not in lowered]
+    assert not missing, f"missing {missing} in {text!r}"
+
+
+async def stream_of(
+    config: pb.TranscriptionConfig | None, data: bytes, chunk: int = CHUNK
+) -> AsyncIterator[pb.TranscribeStreamRequest]:
+    """A well-formed upload stream: config first, then the bytes in chunks."""
+    if config is not None:
+        yield pb.TranscribeStreamRequest(config=config)
+    for start in range(0, len(data), chunk):
+        yield pb.TranscribeStreamRequest(audio_content=data[start : start + chunk])
+
+
+def error_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorInfo, list[tuple[str, str]]]:
+    """The ErrorInfo and BadRequest field violations an error status carries."""
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    assert raw is not None, "the error carries no google.rpc.Status details"
+    status = status_pb2.Status.FromString(raw)
+    assert status.code == error.code().value[0]
+    info = error_details_pb2.ErrorInfo()
+    violations: list[tuple[str, str]] = []
+    infos = 0
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            detail.Unpack(info)
+            infos += 1
+        elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            violations.extend((v.field, v.description) for v in bad.field_violations)
+    assert infos == 1, "exactly one ErrorInfo is expected"
+    assert info.domain == "transcribe.v1"
+    return info, violations
