@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import av.logging
@@ -84,7 +85,7 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
     return backends
 
 
-def build_app(settings: Settings, backends: dict[BackendKind, TranscriptionBackend] | None = None) -> App:
+def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBackend] | None = None) -> App:
     """Wire the upload store, backends and transcriber; nothing is loaded yet."""
     store = UploadStore(settings.temp_dir)
     transcriber = Transcriber(
@@ -93,6 +94,10 @@ def build_app(settings: Settings, backends: dict[BackendKind, TranscriptionBacke
         default_backend=BackendKind(settings.default_backend),
         upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
         max_audio_seconds=settings.max_audio_seconds,
+        queue_sizes={BackendKind.LOCAL: settings.local_queue_size, BackendKind.OPENAI: settings.openai_queue_size},
+        max_concurrent_uploads=settings.max_concurrent_uploads,
+        stream_idle_seconds=settings.stream_idle_timeout_seconds,
+        retry_after_seconds=settings.overload_retry_after_seconds,
     )
     return App(settings=settings, store=store, transcriber=transcriber)
 
@@ -150,9 +155,7 @@ def main() -> None:
         messages = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
         print(f"transcribe-server: invalid configuration: {messages}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     av.logging.set_level(av.logging.PANIC)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(settings))

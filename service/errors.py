@@ -128,3 +128,15 @@ class Overloaded(TranscribeError):
     """Every worker and queue slot of the backend is taken."""
 
     reason = "OVERLOADED"
+
+
+class StreamIdle(TranscribeError):
+    """A stream sent nothing for longer than the idle timeout."""
+
+    reason = "STREAM_IDLE_TIMEOUT"
+
+
+class DeadlineTooShort(TranscribeError):
+    """The caller's deadline passed before the work could start."""
+
+    reason = "DEADLINE_TOO_SHORT"

@@ -18,7 +18,9 @@ LocalEngineName = Literal["faster-whisper", "openai-whisper"]
 class Settings(BaseSettings):
     """Every setting of the server; environment names are TRANSCRIBE_<FIELD> unless noted."""
 
-    model_config = SettingsConfigDict(env_prefix="TRANSCRIBE_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix="TRANSCRIBE_", extra="ignore", frozen=True, use_attribute_docstrings=True
+    )
 
     host: str = "[::]"
     """Address to listen on; "[::]" listens on every interface (IPv4 and IPv6)."""
@@ -35,6 +37,16 @@ class Settings(BaseSettings):
     """Longest audio accepted, in seconds. Bounds memory: engines build features for the whole file."""
     temp_dir: Path | None = None
     """Parent folder for upload files; unset uses the system temp folder (honours TMPDIR)."""
+    local_queue_size: int = Field(default=8, ge=0)
+    """Local calls allowed to wait for a worker; beyond workers + queue, calls get RESOURCE_EXHAUSTED at once."""
+    openai_queue_size: int = Field(default=64, ge=0)
+    """API calls allowed to wait for a worker; beyond workers + queue, calls get RESOURCE_EXHAUSTED at once."""
+    max_concurrent_uploads: int = Field(default=64, ge=1)
+    """Requests receiving or holding audio at once, over all backends."""
+    stream_idle_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A stream that sends nothing for this long is ended with DEADLINE_EXCEEDED."""
+    overload_retry_after_seconds: float = Field(default=1.0, ge=0)
+    """The retry delay suggested (RetryInfo) when a call is refused for capacity."""
     grace_period_seconds: float = Field(default=30.0, ge=0)
     """How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled."""
     keepalive_time_seconds: float = Field(default=60.0, gt=0)

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import ParamSpec, TypeVar
 
+from service.admission import AdmissionGate
 from service.audio.probe import probe, wrap_pcm_as_wav
 from service.audio.store import Upload, UploadStore
 from service.backends.base import TranscriptionBackend
@@ -21,6 +22,7 @@ from service.errors import (
     EmptyAudio,
     FieldViolation,
     InvalidConfig,
+    StreamIdle,
     StreamOutOfOrder,
 )
 
@@ -48,6 +50,10 @@ class Transcriber:
         default_backend: BackendKind,
         upload_limits: Mapping[BackendKind, int],
         max_audio_seconds: float,
+        queue_sizes: Mapping[BackendKind, int] | None = None,
+        max_concurrent_uploads: int = 64,
+        stream_idle_seconds: float = 30.0,
+        retry_after_seconds: float = 1.0,
         probe_workers: int = 2,
     ) -> None:
         self._store = store
@@ -55,6 +61,13 @@ class Transcriber:
         self._default = default_backend
         self._limits = dict(upload_limits)
         self._max_seconds = max_audio_seconds
+        self._idle_seconds = stream_idle_seconds
+        queues = queue_sizes or {}
+        self.gates = {
+            kind: AdmissionGate(f"{kind.value} backend", backend.workers + queues.get(kind, 0), retry_after_seconds)
+            for kind, backend in self._backends.items()
+        }
+        self.upload_gate = AdmissionGate("upload stage", max_concurrent_uploads, retry_after_seconds)
         self._probe_pool = ThreadPoolExecutor(max_workers=probe_workers, thread_name_prefix="probe")
 
     async def start(self) -> None:
@@ -70,8 +83,8 @@ class Transcriber:
         """Every model of every configured backend."""
         return [model for backend in self._backends.values() for model in backend.models()]
 
-    def backend_for(self, options: TranscriptionOptions) -> tuple[TranscriptionBackend, int]:
-        """The backend a request goes to and its upload limit, after checking the options against it."""
+    def backend_for(self, options: TranscriptionOptions) -> tuple[BackendKind, TranscriptionBackend]:
+        """The backend a request goes to, after checking the options against it."""
         validate_options(options)
         kind = options.backend or self._default
         backend = self._backends.get(kind)
@@ -81,49 +94,57 @@ class Transcriber:
                 metadata={"backend": kind.value},
             )
         backend.check(options)
-        return backend, self._limits[kind]
+        return kind, backend
 
-    async def transcribe_bytes(self, options: TranscriptionOptions, content: bytes) -> Transcript:
+    async def transcribe_bytes(
+        self, options: TranscriptionOptions, content: bytes, deadline: float | None = None
+    ) -> Transcript:
         """Transcribe a whole file sent in one message."""
-        backend, limit = self.backend_for(options)
+        kind, backend = self.backend_for(options)
         if not content:
             raise EmptyAudio("the request carries no audio bytes")
-        upload = self._store.new_upload(limit)
-        try:
-            await self._run_in_pool(upload.write_now, content)
-            await upload.finish()
-            return await self._transcribe_upload(backend, options, upload)
-        finally:
-            upload.discard()
+        with self.gates[kind].admit(), self.upload_gate.admit():
+            upload = self._store.new_upload(self._limits[kind])
+            try:
+                await self._run_in_pool(upload.write_now, content)
+                await upload.finish()
+                return await self._transcribe_upload(backend, options, upload, deadline)
+            finally:
+                upload.discard()
 
-    async def transcribe_stream(self, items: AsyncIterator[StreamItem]) -> Transcript:
+    async def transcribe_stream(self, items: AsyncIterator[StreamItem], deadline: float | None = None) -> Transcript:
         """Transcribe a stream whose first item is the options and every later item audio bytes."""
-        first = await anext(items, None)
+        first = await self._next_item(items)
         if not isinstance(first, TranscriptionOptions):
-            raise StreamOutOfOrder(
-                "the first message of the stream must carry config", violations=[_CONFIG_FIRST]
-            )
-        backend, limit = self.backend_for(first)
-        upload = self._store.new_upload(limit)
+            raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
+        kind, backend = self.backend_for(first)
+        with self.gates[kind].admit(), self.upload_gate.admit():
+            upload = self._store.new_upload(self._limits[kind])
+            try:
+                while (item := await self._next_item(items)) is not None:
+                    if isinstance(item, TranscriptionOptions):
+                        raise StreamOutOfOrder(
+                            "config may be sent only once, in the first message", violations=[_CONFIG_FIRST]
+                        )
+                    await upload.write(item)
+                await upload.finish()
+                if upload.size == 0:
+                    raise EmptyAudio("the stream carried no audio bytes")
+                return await self._transcribe_upload(backend, first, upload, deadline)
+            finally:
+                upload.discard()
+
+    async def _next_item(self, items: AsyncIterator[StreamItem]) -> StreamItem | None:
         try:
-            async for item in items:
-                if isinstance(item, TranscriptionOptions):
-                    raise StreamOutOfOrder(
-                        "config may be sent only once, in the first message",
-                        violations=[
-                            FieldViolation("config", "must be set in the first message, and only there")
-                        ],
-                    )
-                await upload.write(item)
-            await upload.finish()
-            if upload.size == 0:
-                raise EmptyAudio("the stream carried no audio bytes")
-            return await self._transcribe_upload(backend, first, upload)
-        finally:
-            upload.discard()
+            return await asyncio.wait_for(anext(items, None), self._idle_seconds)
+        except TimeoutError:
+            raise StreamIdle(
+                f"the stream sent nothing for {self._idle_seconds:g} seconds",
+                metadata={"idle_timeout_seconds": f"{self._idle_seconds:g}"},
+            ) from None
 
     async def _transcribe_upload(
-        self, backend: TranscriptionBackend, options: TranscriptionOptions, upload: Upload
+        self, backend: TranscriptionBackend, options: TranscriptionOptions, upload: Upload, deadline: float | None
     ) -> Transcript:
         if options.raw_pcm is not None:
             wav = upload.sibling("wav")
@@ -136,7 +157,7 @@ class Transcriber:
             path = upload.rename(info.extension)
         audio = AudioFile(path=str(path), info=info, extra={"stem": upload.stem})
         log.debug("probed upload: %s", info)
-        transcript = await backend.transcribe(audio, options)
+        transcript = await backend.transcribe(audio, options, deadline)
         return replace(transcript, duration=info.duration)
 
     async def _run_in_pool(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
@@ -160,15 +181,11 @@ def validate_options(options: TranscriptionOptions) -> None:
     if options.raw_pcm is not None:
         if not 8000 <= options.raw_pcm.sample_rate_hz <= 192000:
             violations.append(
-                FieldViolation(
-                    "config.explicit_decoding_config.sample_rate_hertz", "must be between 8000 and 192000"
-                )
+                FieldViolation("config.explicit_decoding_config.sample_rate_hertz", "must be between 8000 and 192000")
             )
         if not 1 <= options.raw_pcm.channels <= 8:
             violations.append(
-                FieldViolation(
-                    "config.explicit_decoding_config.audio_channel_count", "must be between 1 and 8"
-                )
+                FieldViolation("config.explicit_decoding_config.audio_channel_count", "must be between 1 and 8")
             )
     if violations:
         raise InvalidConfig("the transcription config is invalid", violations=violations)

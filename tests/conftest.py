@@ -13,6 +13,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health
 
+from service.__main__ import build_app
 from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
 from service.backends.faster_whisper_engine import FasterWhisperEngine
@@ -135,20 +136,12 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIter
     running: list[RunningServer] = []
     uploads = tmp_path / "uploads"
 
-    async def start(
-        backends: dict[BackendKind, TranscriptionBackend] | None = None, **overrides: Any
-    ) -> RunningServer:
+    async def start(backends: dict[BackendKind, TranscriptionBackend] | None = None, **overrides: Any) -> RunningServer:
         settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, **overrides)
         chosen = backends if backends is not None else {BackendKind.LOCAL: local_backend}
-        store = UploadStore(settings.temp_dir)
+        app = build_app(settings, chosen)
+        store, transcriber = app.store, app.transcriber
         store.open()
-        transcriber = Transcriber(
-            store=store,
-            backends=chosen,
-            default_backend=BackendKind(settings.default_backend),
-            upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
-            max_audio_seconds=settings.max_audio_seconds,
-        )
         server, port, health_servicer = create_server(settings, transcriber)
         await server.start()
         await transcriber.start()

@@ -63,6 +63,7 @@ class GatedBackend:
     """Wraps a backend so a test decides when start-up finishes."""
 
     kind = BackendKind.LOCAL
+    workers = 1
 
     def __init__(self, inner: LocalBackend, gate: asyncio.Event) -> None:
         self._inner = inner
@@ -76,9 +77,11 @@ class GatedBackend:
         """As the wrapped backend."""
         self._inner.check(options)
 
-    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
+    async def transcribe(
+        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+    ) -> Transcript:
         """As the wrapped backend."""
-        return await self._inner.transcribe(audio, options)
+        return await self._inner.transcribe(audio, options, deadline)
 
     def models(self) -> list[ModelDescription]:
         """As the wrapped backend."""
@@ -105,9 +108,7 @@ async def test_health_is_not_serving_until_backends_are_ready_and_after_stop(
         gate.set()
         assert (await watch.read()).status == SERVING
         stub = pb_grpc.TranscribeServiceStub(channel)
-        reply = await stub.Transcribe(
-            pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=60
-        )
+        reply = await stub.Transcribe(pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=60)
         assert "fox" in reply.transcript.text.lower()
         stop.set()
         assert (await watch.read()).status == NOT_SERVING

@@ -113,9 +113,7 @@ def test_gpt_4o_transcribe_rejects_verbose_json(client: openai.OpenAI) -> None:
     assert result.usage.type == "tokens"
 
     with pytest.raises(openai.BadRequestError) as caught:
-        client.audio.transcriptions.create(
-            model="gpt-4o-transcribe", file=WAV, response_format="verbose_json"
-        )
+        client.audio.transcriptions.create(model="gpt-4o-transcribe", file=WAV, response_format="verbose_json")
     assert caught.value.param == "response_format"
 
 
@@ -279,9 +277,7 @@ async def test_slow_request_does_not_block_others() -> None:
     """A delayed request does not hold up a concurrent one on another connection (async SDK)."""
     with FakeOpenAIServer() as server:
         server.enqueue(Fault.slow(0.6))
-        async with openai.AsyncOpenAI(
-            api_key="test-key", base_url=server.base_url, max_retries=0, timeout=2.0
-        ) as sdk:
+        async with openai.AsyncOpenAI(api_key="test-key", base_url=server.base_url, max_retries=0, timeout=2.0) as sdk:
 
             async def timed() -> float:
                 started = time.monotonic()

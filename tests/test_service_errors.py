@@ -50,9 +50,7 @@ async def test_hours_of_silence_in_a_small_file_is_too_long(start_server: StartS
     server = await start_server(max_audio_seconds=600)
     silence = next(DATA.glob("silence_*.flac"))
     assert silence.stat().st_size < 1024 * 1024
-    error = await call_error(
-        server.stub.Transcribe(pb.TranscribeRequest(content=silence.read_bytes()), timeout=60)
-    )
+    error = await call_error(server.stub.Transcribe(pb.TranscribeRequest(content=silence.read_bytes()), timeout=60))
     assert error.code() == INVALID
     info, _ = error_details(error)
     assert info.reason == "AUDIO_TOO_LONG"
@@ -63,9 +61,7 @@ async def test_unary_over_the_size_limit_is_resource_exhausted(start_server: Sta
     """A unary upload over the byte limit (within the message limit) is RESOURCE_EXHAUSTED with the limit."""
     server = await start_server(max_audio_bytes=200_000)
     error = await call_error(
-        server.stub.Transcribe(
-            pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=30
-        )
+        server.stub.Transcribe(pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=30)
     )
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info, _ = error_details(error)
@@ -96,9 +92,7 @@ async def test_stream_over_the_size_limit_stops_reading(start_server: StartServe
 async def test_grpc_message_limit_applies_to_unary(start_server: StartServer) -> None:
     """A unary message larger than the server's maximum message size is refused by gRPC itself."""
     server = await start_server(max_audio_bytes=8192)
-    error = await call_error(
-        server.stub.Transcribe(pb.TranscribeRequest(content=b"\0" * 200_000), timeout=30)
-    )
+    error = await call_error(server.stub.Transcribe(pb.TranscribeRequest(content=b"\0" * 200_000), timeout=30))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -202,9 +196,7 @@ async def test_unknown_model_is_not_found_and_lists_models(start_server: StartSe
     """An unknown model is NOT_FOUND, and the details list what the server has."""
     server = await start_server()
     config = pb.TranscriptionConfig(model="large-v9")
-    error = await call_error(
-        server.stub.Transcribe(pb.TranscribeRequest(content=b"x", config=config), timeout=30)
-    )
+    error = await call_error(server.stub.Transcribe(pb.TranscribeRequest(content=b"x", config=config), timeout=30))
     assert error.code() == grpc.StatusCode.NOT_FOUND
     info, _ = error_details(error)
     assert info.reason == "MODEL_NOT_FOUND"
@@ -231,6 +223,7 @@ class ExplodingBackend:
     """A backend whose failure message must never reach a caller."""
 
     kind = BackendKind.LOCAL
+    workers = 1
 
     async def start(self) -> None:
         """Nothing to start."""
@@ -238,7 +231,9 @@ class ExplodingBackend:
     def check(self, options: TranscriptionOptions) -> None:
         """Accepts everything."""
 
-    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
+    async def transcribe(
+        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+    ) -> Transcript:
         """Fails like a bug would."""
         raise RuntimeError(f"secret failure reading {audio.path}")
 
@@ -254,9 +249,7 @@ async def test_unexpected_failure_is_a_generic_internal(start_server: StartServe
     """A bug becomes INTERNAL with a generic message: no exception text, path or trace reaches the caller."""
     server = await start_server(backends={BackendKind.LOCAL: ExplodingBackend()})
     error = await call_error(
-        server.stub.Transcribe(
-            pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=30
-        )
+        server.stub.Transcribe(pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=30)
     )
     assert error.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in (error.details() or "")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from service.backends.local import LocalBackend
+from service.domain import BackendKind
 from tests.conftest import DATA, Fixture, StartServer
 from tests.helpers import assert_has_words, stream_of
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -29,9 +31,7 @@ async def test_unary_transcribes_every_container(
     """Each supported container, detected from its bytes, yields the spoken words."""
     server = await start_server()
     fixture = spoken.get(name) or spoken["speech_en.wav"]
-    response = await server.stub.Transcribe(
-        pb.TranscribeRequest(content=(DATA / name).read_bytes()), timeout=120
-    )
+    response = await server.stub.Transcribe(pb.TranscribeRequest(content=(DATA / name).read_bytes()), timeout=120)
     transcript = response.transcript
     assert_has_words(transcript.text, fixture.expected_words)
     assert transcript.backend == pb.BACKEND_LOCAL
@@ -46,16 +46,12 @@ async def test_stream_matches_unary(start_server: StartServer, spoken: dict[str,
     server = await start_server()
     data = (DATA / "speech_en.mp3").read_bytes()
     unary = await server.stub.Transcribe(pb.TranscribeRequest(content=data), timeout=120)
-    streamed = await server.stub.TranscribeStream(
-        stream_of(pb.TranscriptionConfig(), data, chunk=1000), timeout=120
-    )
+    streamed = await server.stub.TranscribeStream(stream_of(pb.TranscriptionConfig(), data, chunk=1000), timeout=120)
     assert streamed.transcript.text == unary.transcript.text
     assert_has_words(streamed.transcript.text, spoken["speech_en.mp3"].expected_words)
 
 
-async def test_headerless_pcm_with_explicit_decoding(
-    start_server: StartServer, spoken: dict[str, Fixture]
-) -> None:
+async def test_headerless_pcm_with_explicit_decoding(start_server: StartServer, spoken: dict[str, Fixture]) -> None:
     """Headerless LINEAR16 is transcribed when the config describes it."""
     server = await start_server()
     config = pb.TranscriptionConfig(
@@ -105,3 +101,21 @@ async def test_list_models_and_health(start_server: StartServer) -> None:
     for service in ("", "transcribe.v1.TranscribeService"):
         reply = await health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reference_engine_transcribes_with_word_offsets(
+    start_server: StartServer, reference_backend: LocalBackend, spoken: dict[str, Fixture]
+) -> None:
+    """openai-whisper, on the checkpoint converted from the bundled model, gives the words and their offsets."""
+    server = await start_server(backends={BackendKind.LOCAL: reference_backend})
+    config = pb.TranscriptionConfig(enable_word_time_offsets=True)
+    response = await server.stub.Transcribe(
+        pb.TranscribeRequest(content=(DATA / "speech_en.flac").read_bytes(), config=config), timeout=300
+    )
+    transcript = response.transcript
+    assert_has_words(transcript.text, spoken["speech_en.wav"].expected_words)
+    words = [w for s in transcript.segments for w in s.words]
+    assert len(words) >= 8
+    assert [w.start_offset.ToNanoseconds() for w in words] == sorted(w.start_offset.ToNanoseconds() for w in words)
+    models = (await server.stub.ListModels(pb.ListModelsRequest(), timeout=10)).models
+    assert {m.engine for m in models} == {"openai-whisper"}

@@ -34,16 +34,12 @@ async def api_server(start_server: StartServer, api: FakeOpenAIServer, **backend
     )
 
 
-async def test_sends_the_file_and_model_and_maps_the_text(
-    start_server: StartServer, api: FakeOpenAIServer
-) -> None:
+async def test_sends_the_file_and_model_and_maps_the_text(start_server: StartServer, api: FakeOpenAIServer) -> None:
     """The API receives the default model, a file name with the detected extension, and the exact bytes."""
     server = await api_server(start_server, api)
     data = (DATA / "speech_en.mp3").read_bytes()
     response = await server.stub.Transcribe(
-        pb.TranscribeRequest(
-            content=data, config=pb.TranscriptionConfig(language_code="en-US", prompt="fox")
-        ),
+        pb.TranscribeRequest(content=data, config=pb.TranscriptionConfig(language_code="en-US", prompt="fox")),
         timeout=30,
     )
     (received,) = api.requests
@@ -64,9 +60,7 @@ async def test_sends_the_file_and_model_and_maps_the_text(
 async def test_whisper_model_segments_and_words(start_server: StartServer, api: FakeOpenAIServer) -> None:
     """A Whisper model's verbose answer becomes segments with words and a language code."""
     server = await api_server(start_server, api)
-    config = pb.TranscriptionConfig(
-        backend=pb.BACKEND_OPENAI, model="whisper-1", enable_word_time_offsets=True
-    )
+    config = pb.TranscriptionConfig(backend=pb.BACKEND_OPENAI, model="whisper-1", enable_word_time_offsets=True)
     data = (DATA / "speech_en.wav").read_bytes()
     response = await server.stub.TranscribeStream(stream_of(config, data), timeout=30)
     (received,) = api.requests
@@ -83,14 +77,10 @@ async def test_whisper_model_segments_and_words(start_server: StartServer, api: 
     assert transcript.segments[1].start_offset.ToTimedelta().total_seconds() == pytest.approx(2.5)
 
 
-async def test_formats_the_api_does_not_take_are_sent_as_flac(
-    start_server: StartServer, api: FakeOpenAIServer
-) -> None:
+async def test_formats_the_api_does_not_take_are_sent_as_flac(start_server: StartServer, api: FakeOpenAIServer) -> None:
     """Raw ADTS AAC and headerless PCM reach the API as files it accepts; derived files are removed."""
     server = await api_server(start_server, api)
-    await server.stub.Transcribe(
-        pb.TranscribeRequest(content=(DATA / "speech_en.aac").read_bytes()), timeout=30
-    )
+    await server.stub.Transcribe(pb.TranscribeRequest(content=(DATA / "speech_en.aac").read_bytes()), timeout=30)
     pcm = pb.TranscriptionConfig(
         explicit_decoding_config=pb.ExplicitDecodingConfig(
             encoding=pb.AUDIO_ENCODING_LINEAR16, sample_rate_hertz=16000, audio_channel_count=1
@@ -106,9 +96,7 @@ async def test_formats_the_api_does_not_take_are_sent_as_flac(
     assert server.store.files() == []
 
 
-async def test_translation_uses_the_translation_endpoint(
-    start_server: StartServer, api: FakeOpenAIServer
-) -> None:
+async def test_translation_uses_the_translation_endpoint(start_server: StartServer, api: FakeOpenAIServer) -> None:
     """Task translate goes to /audio/translations with whisper-1."""
     server = await api_server(start_server, api)
     config = pb.TranscriptionConfig(backend=pb.BACKEND_OPENAI, task=pb.TASK_TRANSLATE)
@@ -154,11 +142,7 @@ async def test_upstream_failures_map_to_status_codes(
     assert "127.0.0.1" not in (caught.value.details() or "")
     if reason == "UPSTREAM_RATE_LIMITED":
         raw = dict(caught.value.trailing_metadata() or ())["grpc-status-details-bin"]
-        retry = [
-            d
-            for d in status_pb2.Status.FromString(raw).details
-            if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)
-        ]
+        retry = [d for d in status_pb2.Status.FromString(raw).details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)]
         assert len(retry) == 1
         info_retry = error_details_pb2.RetryInfo()
         retry[0].Unpack(info_retry)

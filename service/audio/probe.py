@@ -107,9 +107,7 @@ def _check_riff_data_size(path: Path, size: int) -> None:
             fh.seek(chunk_size + (chunk_size & 1), 1)
 
 
-def _decoded_seconds(
-    container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float
-) -> float:
+def _decoded_seconds(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> float:
     samples = 0
     rate = 0
     try:
@@ -146,8 +144,7 @@ def wrap_pcm_as_wav(raw: Path, wav_path: Path, fmt: RawPcmFormat) -> None:
         raise EmptyAudio("the request carries no audio bytes")
     if size % frame_bytes:
         raise TruncatedAudio(
-            f"LINEAR16 audio with {fmt.channels} channel(s) must be a whole number of "
-            f"{frame_bytes}-byte frames"
+            f"LINEAR16 audio with {fmt.channels} channel(s) must be a whole number of {frame_bytes}-byte frames"
         )
     fd = os.open(wav_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as out, wave.open(out, "wb") as wav, raw.open("rb") as src:

@@ -11,6 +11,8 @@ class TranscriptionBackend(Protocol):
     """An engine family that turns a validated audio file into a transcript, off the event loop."""
 
     kind: BackendKind
+    workers: int
+    """Calls the backend runs at once; admission allows a bounded queue beyond this."""
 
     async def start(self) -> None:
         """Get ready to serve (load the default model, open clients); raise if that is impossible."""
@@ -20,8 +22,10 @@ class TranscriptionBackend(Protocol):
         """Reject options this backend cannot honour, before any audio is read."""
         ...
 
-    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
-        """Transcribe a validated file; may derive files next to it through audio.extra."""
+    async def transcribe(
+        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+    ) -> Transcript:
+        """Transcribe a validated file; `deadline` is the caller's, on the time.monotonic() clock."""
         ...
 
     def models(self) -> list[ModelDescription]:

@@ -64,9 +64,7 @@ class FasterWhisperEngine:
         )
         return _Loaded(model, BatchedInferencePipeline(model))
 
-    def transcribe(
-        self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest
-    ) -> EngineResult:
+    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
         """Sequential beam search for short audio; VAD-cut chunks decoded as a batch for long audio."""
         assert isinstance(model, _Loaded)
         options: dict[str, Any] = {
@@ -74,9 +72,7 @@ class FasterWhisperEngine:
             "task": request.task.value,
             "beam_size": self._beam_size,
             "best_of": self._beam_size,
-            "temperature": (
-                request.temperature if request.temperature is not None else _FALLBACK_TEMPERATURES
-            ),
+            "temperature": (request.temperature if request.temperature is not None else _FALLBACK_TEMPERATURES),
             "initial_prompt": request.prompt or None,
             "word_timestamps": request.word_timestamps,
             "vad_filter": self._vad_filter,

@@ -27,7 +27,7 @@ from service.domain import (
     TranscriptionOptions,
     primary_language,
 )
-from service.errors import BackendNotReady, FieldViolation, InvalidConfig, ModelNotFound
+from service.errors import BackendNotReady, DeadlineTooShort, FieldViolation, InvalidConfig, ModelNotFound
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -182,9 +182,7 @@ class LocalEngine(Protocol):
         """Load a model into memory; called in a worker thread."""
         ...
 
-    def transcribe(
-        self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest
-    ) -> EngineResult:
+    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
         """Transcribe with a loaded model; called in a worker thread."""
         ...
 
@@ -246,8 +244,7 @@ class ModelPool:
             idle = [
                 name
                 for name in self._loaded
-                if self._in_use.get(name, 0) == 0
-                and now - self._last_used.get(name, now) > self._idle_seconds
+                if self._in_use.get(name, 0) == 0 and now - self._last_used.get(name, now) > self._idle_seconds
             ]
             for name in idle:
                 del self._loaded[name]
@@ -292,6 +289,7 @@ class LocalBackend:
         self._engine = engine
         self.default_model = default_model
         self.pool = ModelPool(engine, specs, max_loaded=max_loaded, idle_seconds=idle_seconds)
+        self.workers = workers
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local")
         self._ready = False
         self._reaper: asyncio.Task[None] | None = None
@@ -327,9 +325,7 @@ class LocalBackend:
             if language not in (None, "en"):
                 raise InvalidConfig(
                     f"model {spec.name} understands only English",
-                    violations=[
-                        FieldViolation("config.language_code", f"{spec.name} understands only English")
-                    ],
+                    violations=[FieldViolation("config.language_code", f"{spec.name} understands only English")],
                 )
             if options.task is Task.TRANSLATE:
                 raise InvalidConfig(
@@ -348,7 +344,9 @@ class LocalBackend:
             )
         return spec
 
-    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
+    async def transcribe(
+        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+    ) -> Transcript:
         """Decode and transcribe in the pool; the model is loaded there if needed."""
         if not self._ready:
             raise BackendNotReady("the local backend is still loading its model")
@@ -362,7 +360,7 @@ class LocalBackend:
             cancelled=threading.Event(),
         )
         try:
-            result = await self._run(self._transcribe_sync, spec.name, Path(audio.path), request)
+            result = await self._run(self._transcribe_sync, spec.name, Path(audio.path), request, deadline)
         except asyncio.CancelledError:
             assert request.cancelled is not None
             request.cancelled.set()
@@ -377,7 +375,9 @@ class LocalBackend:
             segments=result.segments,
         )
 
-    def _transcribe_sync(self, name: str, path: Path, request: EngineRequest) -> EngineResult:
+    def _transcribe_sync(self, name: str, path: Path, request: EngineRequest, deadline: float | None) -> EngineResult:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineTooShort("the deadline passed while the call waited for a worker")
         samples = decode_to_whisper_input(path)
         model = self.pool.acquire(name)
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +26,7 @@ from service.domain import (
     primary_language,
 )
 from service.errors import (
+    DeadlineTooShort,
     ModelNotFound,
     TranscribeError,
     UpstreamAuthFailed,
@@ -69,6 +71,8 @@ class OpenAIBackend:
         self._client = openai.OpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries
         )
+        self.workers = workers
+        self._timeout = timeout_seconds
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
 
     async def start(self) -> None:
@@ -77,24 +81,36 @@ class OpenAIBackend:
     def check(self, options: TranscriptionOptions) -> None:
         """Every option is passed through; the API judges models and languages itself."""
 
-    async def transcribe(self, audio: AudioFile, options: TranscriptionOptions) -> Transcript:
+    async def transcribe(
+        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+    ) -> Transcript:
         """Upload the file (re-encoded to FLAC if the API does not take its format) and map the answer."""
         model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
-        raw = await self._run(self._call_api, audio, options, model)
+        raw = await self._run(self._call_api, audio, options, model, deadline)
         return _transcript(raw, model, audio.info.duration, options)
 
-    def _call_api(self, audio: AudioFile, options: TranscriptionOptions, model: str) -> Any:
+    def _call_api(self, audio: AudioFile, options: TranscriptionOptions, model: str, deadline: float | None) -> Any:
         path = Path(audio.path)
         if audio.info.extension not in API_EXTENSIONS:
             flac = path.with_name(f"{path.stem}-api.flac")
             try:
                 transcode_to_flac(path, flac)
-                return self._post(flac, options, model)
+                return self._post(flac, options, model, deadline)
             finally:
                 flac.unlink(missing_ok=True)
-        return self._post(path, options, model)
+        return self._post(path, options, model, deadline)
 
-    def _post(self, path: Path, options: TranscriptionOptions, model: str) -> Any:
+    def _client_within(self, deadline: float | None) -> openai.OpenAI:
+        """The client with each attempt's timeout cut to the caller's remaining deadline."""
+        if deadline is None:
+            return self._client
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise DeadlineTooShort("the deadline passed while the call waited for a worker")
+        return self._client.with_options(timeout=min(self._timeout, remaining))
+
+    def _post(self, path: Path, options: TranscriptionOptions, model: str, deadline: float | None) -> Any:
+        client = self._client_within(deadline)
         verbose = _supports_verbose_json(model)
         kwargs: dict[str, Any] = {"model": model}
         if options.prompt:
@@ -104,20 +120,18 @@ class OpenAIBackend:
         if verbose:
             kwargs["response_format"] = "verbose_json"
             if options.task is Task.TRANSCRIBE:
-                kwargs["timestamp_granularities"] = (
-                    ["word", "segment"] if options.word_timestamps else ["segment"]
-                )
+                kwargs["timestamp_granularities"] = ["word", "segment"] if options.word_timestamps else ["segment"]
         else:
             kwargs["response_format"] = "json"
         try:
             with path.open("rb") as fh:
                 upload = (path.name, fh)
                 if options.task is Task.TRANSLATE:
-                    return self._client.audio.translations.create(file=upload, **kwargs)
+                    return client.audio.translations.create(file=upload, **kwargs)
                 language = primary_language(options.language)
                 if language:
                     kwargs["language"] = language
-                return self._client.audio.transcriptions.create(file=upload, **kwargs)
+                return client.audio.transcriptions.create(file=upload, **kwargs)
         except openai.OpenAIError as exc:
             raise _domain_error(exc) from exc
         except ValueError as exc:
@@ -174,9 +188,7 @@ def _domain_error(exc: openai.OpenAIError) -> TranscribeError:
                 f"the upstream API rejected the request: {_api_message(exc)}",
                 metadata={"upstream_status": status},
             )
-        return UpstreamUnavailable(
-            "the upstream API failed after retries", metadata={"upstream_status": status}
-        )
+        return UpstreamUnavailable("the upstream API failed after retries", metadata={"upstream_status": status})
     return UpstreamUnavailable("the upstream API returned a response that is not valid")
 
 
@@ -200,8 +212,7 @@ def _retry_after(exc: openai.APIStatusError) -> float | None:
 def _transcript(raw: Any, model: str, duration: float, options: TranscriptionOptions) -> Transcript:
     text = str(getattr(raw, "text", raw if isinstance(raw, str) else "")).strip()
     words = [
-        Word(start=float(w.start), end=float(w.end), text=str(w.word))
-        for w in (getattr(raw, "words", None) or [])
+        Word(start=float(w.start), end=float(w.end), text=str(w.word)) for w in (getattr(raw, "words", None) or [])
     ]
     segments = tuple(
         Segment(

@@ -68,27 +68,21 @@ class OpenAIWhisperEngine:
             heads = ct2_alignment_heads(spec.ct2_dir)
         models = []
         for _ in range(self._replicas):
-            model = whisper.load_model(
-                source, device="cpu", download_root=str(self._cache_dir / "openai-whisper")
-            )
+            model = whisper.load_model(source, device="cpu", download_root=str(self._cache_dir / "openai-whisper"))
             if heads:
                 dims = model.dims
                 model.set_alignment_heads(alignment_heads_dump(heads, dims.n_text_layer, dims.n_text_head))
             models.append(model)
         return _Replicas(models)
 
-    def transcribe(
-        self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest
-    ) -> EngineResult:
+    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
         """Transcribe with beam search at temperature 0, falling back to sampling as Whisper does."""
         assert isinstance(model, _Replicas)
         with model.checkout() as whisper_model:
             language, probability = request.language, 0.0
             if language is None:
                 language, probability = _detect_language(whisper_model, audio)
-            temperature = (
-                (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
-            )
+            temperature = (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
             result = whisper_model.transcribe(
                 audio,
                 language=language,

@@ -35,9 +35,7 @@ def options_from_proto(config: pb.TranscriptionConfig) -> TranscriptionOptions:
             violations.append(
                 FieldViolation("config.explicit_decoding_config.encoding", "must be AUDIO_ENCODING_LINEAR16")
             )
-        raw_pcm = RawPcmFormat(
-            sample_rate_hz=decoding.sample_rate_hertz, channels=decoding.audio_channel_count
-        )
+        raw_pcm = RawPcmFormat(sample_rate_hz=decoding.sample_rate_hertz, channels=decoding.audio_channel_count)
     if violations:
         raise InvalidConfig("the transcription config is invalid", violations=violations)
     return TranscriptionOptions(

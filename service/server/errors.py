@@ -25,6 +25,8 @@ STATUS_CODES: dict[type[errors.TranscribeError], grpc.StatusCode] = {
     errors.BackendNotReady: grpc.StatusCode.UNAVAILABLE,
     errors.UpstreamRateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.StreamIdle: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.DeadlineTooShort: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.UpstreamUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.UpstreamTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.UpstreamRejectedAudio: grpc.StatusCode.INVALID_ARGUMENT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any, TypeAlias
 
@@ -24,19 +25,24 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
     async def Transcribe(self, request: pb.TranscribeRequest, context: Context) -> pb.TranscribeResponse:  # noqa: N802
         """Unary: config and the whole file in one message."""
         options = options_from_proto(request.config)
-        transcript = await self._transcriber.transcribe_bytes(options, request.content)
+        transcript = await self._transcriber.transcribe_bytes(options, request.content, _deadline(context))
         return pb.TranscribeResponse(transcript=transcript_to_proto(transcript))
 
     async def TranscribeStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.TranscribeStreamRequest], context: Context
     ) -> pb.TranscribeStreamResponse:
         """Client streaming: config first, then audio chunks."""
-        transcript = await self._transcriber.transcribe_stream(_stream_items(request_iterator))
+        transcript = await self._transcriber.transcribe_stream(_stream_items(request_iterator), _deadline(context))
         return pb.TranscribeStreamResponse(transcript=transcript_to_proto(transcript))
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:  # noqa: N802
         """Every model the server can serve."""
         return pb.ListModelsResponse(models=[model_to_proto(m) for m in self._transcriber.models()])
+
+
+def _deadline(context: Context) -> float | None:
+    remaining = context.time_remaining()
+    return None if remaining is None else time.monotonic() + remaining
 
 
 async def _stream_items(requests: AsyncIterator[pb.TranscribeStreamRequest]) -> AsyncIterator[StreamItem]:

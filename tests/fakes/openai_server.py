@@ -213,9 +213,7 @@ class ReceivedRequest:
     @property
     def timestamp_granularities(self) -> tuple[str, ...]:
         """The requested granularities, with or without the ``[]`` suffix on the field name."""
-        return self.form_lists.get("timestamp_granularities[]", ()) + self.form_lists.get(
-            "timestamp_granularities", ()
-        )
+        return self.form_lists.get("timestamp_granularities[]", ()) + self.form_lists.get("timestamp_granularities", ())
 
 
 # --------------------------------------------------------------------------------------------
@@ -456,9 +454,7 @@ class _Transcript:
     def subtitles(self, vtt: bool) -> str:
         blocks = ["WEBVTT\n"] if vtt else []
         for segment in self.segments(0.0):
-            times = " --> ".join(
-                _format_timestamp(segment[key], "." if vtt else ",") for key in ("start", "end")
-            )
+            times = " --> ".join(_format_timestamp(segment[key], "." if vtt else ",") for key in ("start", "end"))
             number = "" if vtt else f"{segment['id'] + 1}\n"
             blocks.append(f"{number}{times}\n{segment['text'].strip()}\n")
         return "\n".join(blocks) + "\n"
@@ -493,9 +489,7 @@ class _AudioRequest:
 
 def _validate_file(form: _Form) -> None:
     if form.file is None:
-        raise _ApiError(
-            400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
-        )
+        raise _ApiError(400, "Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
     name = form.file.name
     extension = name.rpartition(".")[2].lower() if "." in name else ""
     if extension not in SUPPORTED_EXTENSIONS:
@@ -537,9 +531,7 @@ def _validate_audio_request(path: str, form: _Form) -> _AudioRequest:
     _validate_file(form)
     response_format = form.last("response_format") or "json"
     if response_format not in _RESPONSE_FORMATS:
-        raise _ApiError(
-            400, f"'{response_format}' is not one of {list(_RESPONSE_FORMATS)} - 'response_format'"
-        )
+        raise _ApiError(400, f"'{response_format}' is not one of {list(_RESPONSE_FORMATS)} - 'response_format'")
     if _is_gpt_transcribe(model) and response_format not in _GPT_TRANSCRIBE_FORMATS:
         raise _ApiError(
             400,
@@ -551,9 +543,7 @@ def _validate_audio_request(path: str, form: _Form) -> _AudioRequest:
     granularities = form.all("timestamp_granularities[]", "timestamp_granularities")
     for granularity in granularities:
         if granularity not in _GRANULARITIES:
-            raise _ApiError(
-                400, f"'{granularity}' is not one of {list(_GRANULARITIES)} - 'timestamp_granularities'"
-            )
+            raise _ApiError(400, f"'{granularity}' is not one of {list(_GRANULARITIES)} - 'timestamp_granularities'")
     temperature = _validate_temperature(form.last("temperature"))
     if form.last("stream") == "true":
         raise _ApiError(

@@ -1,0 +1,698 @@
+"""Synchronous and asyncio clients for transcribe.v1.TranscribeService."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import os
+import stat
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import IO, Any, Literal, Self, TypeVar
+
+import grpc
+from grpc import aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
+from transcribe_client.errors import TranscribeError, from_rpc_error
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_TARGET",
+    "DEFAULT_TIMEOUT",
+    "SERVICE_NAME",
+    "STREAM_THRESHOLD",
+    "AsyncTranscribeClient",
+    "Audio",
+    "BackendName",
+    "PcmFormat",
+    "ProgressCallback",
+    "TaskName",
+    "TranscribeClient",
+    "channel_options",
+    "resolve_target",
+    "service_config",
+    "transcription_config",
+]
+
+DEFAULT_TARGET = "localhost:50051"
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_CHUNK_SIZE = 256 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
+STREAM_THRESHOLD = 4 * 1024 * 1024
+SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
+USER_AGENT = "transcribe-client-python/0.1"
+
+# The server allows a keepalive ping every 30 s; pinging more often gets the connection closed.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+
+BackendName = Literal["local", "openai"]
+TaskName = Literal["transcribe", "translate"]
+Audio = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+ProgressCallback = Callable[[int, int | None], None]
+"""Called with (bytes sent so far, total bytes or None when the size is unknown)."""
+
+_E = TypeVar("_E", bound=int)
+
+_BACKENDS: dict[str, pb.Backend.ValueType] = {"local": pb.BACKEND_LOCAL, "openai": pb.BACKEND_OPENAI}
+_TASKS: dict[str, pb.Task.ValueType] = {"transcribe": pb.TASK_TRANSCRIBE, "translate": pb.TASK_TRANSLATE}
+
+
+@dataclass(frozen=True)
+class PcmFormat:
+    """The layout of headerless signed 16-bit little-endian PCM audio."""
+
+    sample_rate_hertz: int
+    channels: int = 1
+
+
+def service_config() -> dict[str, Any]:
+    """The gRPC service config: round-robin balancing and retries of the unary methods on UNAVAILABLE."""
+    return {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "methodConfig": [
+            {
+                "name": [
+                    {"service": SERVICE_NAME, "method": "Transcribe"},
+                    {"service": SERVICE_NAME, "method": "ListModels"},
+                ],
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.2s",
+                    "maxBackoff": "5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ],
+    }
+
+
+def channel_options(
+    *,
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    extra: Sequence[tuple[str, Any]] = (),
+) -> list[tuple[str, Any]]:
+    """The channel arguments every client channel is created with (extra ones override)."""
+    options: dict[str, Any] = {
+        "grpc.service_config": json.dumps(service_config()),
+        "grpc.enable_retries": 1,
+        # A retried request must be buffered whole; the default buffer (256 KiB) disables retries
+        # for any request larger than that.
+        "grpc.per_rpc_retry_buffer_size": max_message_bytes,
+        "grpc.max_send_message_length": max_message_bytes,
+        "grpc.max_receive_message_length": max_message_bytes,
+        "grpc.keepalive_time_ms": KEEPALIVE_TIME_MS,
+        "grpc.keepalive_timeout_ms": KEEPALIVE_TIMEOUT_MS,
+        "grpc.keepalive_permit_without_calls": 0,
+        # Keep pinging while the server works on a long transcription and sends no data.
+        "grpc.http2.max_pings_without_data": 0,
+        "grpc.primary_user_agent": USER_AGENT,
+    }
+    options.update(extra)
+    return list(options.items())
+
+
+def resolve_target(target: str | Sequence[str]) -> str:
+    """A gRPC target string: "host:port" and URIs pass through; a list of IP addresses becomes ipv4:/ipv6:."""
+    if isinstance(target, str):
+        if not target.strip():
+            raise ValueError("the target address is empty")
+        return target
+    addresses = [address.strip() for address in target]
+    if not addresses or not all(addresses):
+        raise ValueError("a list of addresses must not be empty")
+    families = {_address_family(address) for address in addresses}
+    if len(families) != 1:
+        raise ValueError("a list of addresses must be all IPv4 or all IPv6 'ip:port' literals")
+    return f"{families.pop()}:{','.join(addresses)}"
+
+
+def _address_family(address: str) -> str:
+    host, separator, port = address.rpartition(":")
+    if not separator or not port.isdigit():
+        raise ValueError(f"address {address!r} is not 'ip:port'")
+    try:
+        ip = ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
+    except ValueError:
+        raise ValueError(
+            f"address {address!r} is not an IP literal; pass a host name as one 'dns:///host:port' target"
+        ) from None
+    return "ipv4" if ip.version == 4 else "ipv6"
+
+
+def transcription_config(
+    *,
+    backend: BackendName | pb.Backend.ValueType | None = None,
+    model: str = "",
+    language: str = "",
+    prompt: str = "",
+    temperature: float | None = None,
+    task: TaskName | pb.Task.ValueType = "transcribe",
+    word_timestamps: bool = False,
+    pcm: PcmFormat | None = None,
+) -> pb.TranscriptionConfig:
+    """Build the TranscriptionConfig message from friendly arguments."""
+    config = pb.TranscriptionConfig(
+        backend=_enum(backend, _BACKENDS, "backend") if backend is not None else pb.BACKEND_UNSPECIFIED,
+        model=model,
+        language_code=language,
+        prompt=prompt,
+        task=_enum(task, _TASKS, "task"),
+        enable_word_time_offsets=word_timestamps,
+    )
+    if temperature is not None:
+        config.temperature = temperature
+    if pcm is not None:
+        config.explicit_decoding_config.CopyFrom(
+            pb.ExplicitDecodingConfig(
+                encoding=pb.AUDIO_ENCODING_LINEAR16,
+                sample_rate_hertz=pcm.sample_rate_hertz,
+                audio_channel_count=pcm.channels,
+            )
+        )
+    return config
+
+
+def _enum(value: str | _E, names: dict[str, _E], what: str) -> _E:
+    if isinstance(value, str):
+        try:
+            return names[value.lower()]
+        except KeyError:
+            raise ValueError(f"unknown {what} {value!r}; expected one of {', '.join(names)}") from None
+    return value
+
+
+class _Settings:
+    """What both clients share: channel arguments, deadlines, metadata and chunking."""
+
+    def __init__(
+        self,
+        target: str | Sequence[str],
+        *,
+        timeout: float,
+        chunk_size: int,
+        stream_threshold: int,
+        tls: bool,
+        root_certificates: bytes | None,
+        certificate_chain: bytes | None,
+        private_key: bytes | None,
+        credentials: grpc.ChannelCredentials | None,
+        token: str | None,
+        max_message_bytes: int,
+        options: Sequence[tuple[str, Any]],
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if chunk_size <= 0:
+            raise ValueError("chunk_size must be positive")
+        if (certificate_chain is None) != (private_key is None):
+            raise ValueError("certificate_chain and private_key must be given together")
+        self.target = resolve_target(target)
+        self.timeout = float(timeout)
+        self.chunk_size = chunk_size
+        self.stream_threshold = stream_threshold
+        self.options = channel_options(max_message_bytes=max_message_bytes, extra=options)
+        self.credentials = credentials
+        if credentials is None and (tls or root_certificates or certificate_chain):
+            self.credentials = grpc.ssl_channel_credentials(
+                root_certificates=root_certificates,
+                private_key=private_key,
+                certificate_chain=certificate_chain,
+            )
+        self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
+
+    def deadline(self, timeout: float | None) -> float:
+        if timeout is None:
+            return self.timeout
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        return float(timeout)
+
+    def use_stream(self, stream: bool | None, size: int | None) -> bool:
+        if stream is not None:
+            return stream
+        return size is None or size > self.stream_threshold
+
+
+class _AudioSource:
+    """An audio input opened for one call: in-memory bytes or a binary file read lazily."""
+
+    def __init__(self, audio: Audio) -> None:
+        self._data: memoryview | None = None
+        self._file: IO[bytes] | None = None
+        self._owned = False
+        self.size: int | None
+        if isinstance(audio, bytes | bytearray | memoryview):
+            self._data = memoryview(audio).cast("B")
+            self.size = self._data.nbytes
+        elif isinstance(audio, str | os.PathLike):
+            self._file = open(audio, "rb")  # noqa: SIM115 - closed by close()
+            self._owned = True
+            status = os.fstat(self._file.fileno())
+            # A FIFO such as bash's <(command) has no size and is streamed.
+            self.size = status.st_size if stat.S_ISREG(status.st_mode) else None
+        else:
+            self._file = audio
+            self.size = _remaining_size(audio)
+
+    @property
+    def in_memory(self) -> bool:
+        return self._data is not None
+
+    def read_all(self) -> bytes:
+        if self._data is not None:
+            return self._data.tobytes()
+        return self._file.read() if self._file is not None else b""
+
+    def read(self, size: int, offset: int) -> bytes:
+        """The next chunk; offset is only used for in-memory data."""
+        if self._data is not None:
+            return self._data[offset : offset + size].tobytes()
+        return self._file.read(size) if self._file is not None else b""
+
+    def chunks(self, size: int) -> Iterator[bytes]:
+        offset = 0
+        while chunk := self.read(size, offset):
+            offset += len(chunk)
+            yield chunk
+
+    def close(self) -> None:
+        if self._owned and self._file is not None:
+            self._file.close()
+
+
+def _remaining_size(file: IO[bytes]) -> int | None:
+    """The bytes left in a seekable file, or None for pipes, sockets and terminals."""
+    try:
+        if not file.seekable():
+            return None
+        position = file.tell()
+        end = file.seek(0, os.SEEK_END)
+        file.seek(position)
+    except (OSError, ValueError):
+        return None
+    return max(end - position, 0)
+
+
+class _Upload:
+    """The request stream of one sync TranscribeStream call, which cancels the call if reading fails."""
+
+    def __init__(
+        self,
+        config: pb.TranscriptionConfig,
+        source: _AudioSource,
+        chunk_size: int,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.config = config
+        self.source = source
+        self.chunk_size = chunk_size
+        self.progress = progress
+        self.error: Exception | None = None
+        self._future: Any = None
+        self._attached = threading.Event()
+
+    def attach(self, future: Any) -> None:
+        self._future = future
+        self._attached.set()
+
+    def requests(self) -> Iterator[pb.TranscribeStreamRequest]:
+        yield pb.TranscribeStreamRequest(config=self.config)
+        sent = 0
+        try:
+            for chunk in self.source.chunks(self.chunk_size):
+                # gRPC asks for the next message once the previous one was sent.
+                yield pb.TranscribeStreamRequest(audio_content=chunk)
+                sent += len(chunk)
+                if self.progress is not None:
+                    self.progress(sent, self.source.size)
+            if self.progress is not None and self.source.size != sent:
+                self.progress(sent, sent)  # the size is now known
+        except Exception as exc:
+            # Raising here would make gRPC log a traceback and fail the call as UNKNOWN;
+            # cancel it instead so that transcribe() re-raises the original error.
+            self.error = exc
+            if self._attached.wait(timeout=10.0) and self._future is not None:
+                self._future.cancel()
+
+
+class TranscribeClient:
+    """A blocking client for TranscribeService; use it as a context manager or call close()."""
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        stream_threshold: int = STREAM_THRESHOLD,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
+        channel: grpc.Channel | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            target,
+            timeout=timeout,
+            chunk_size=chunk_size,
+            stream_threshold=stream_threshold,
+            tls=tls,
+            root_certificates=root_certificates,
+            certificate_chain=certificate_chain,
+            private_key=private_key,
+            credentials=credentials,
+            token=token,
+            max_message_bytes=max_message_bytes,
+            options=options,
+        )
+        settings = self._settings
+        self._owns_channel = channel is None
+        if channel is not None:
+            self._channel = channel
+        elif settings.credentials is not None:
+            self._channel = grpc.secure_channel(settings.target, settings.credentials, options=settings.options)
+        else:
+            self._channel = grpc.insecure_channel(settings.target, options=settings.options)
+        self._stub = pb_grpc.TranscribeServiceStub(self._channel)
+
+    @property
+    def target(self) -> str:
+        """The resolved gRPC target."""
+        return self._settings.target
+
+    @property
+    def options(self) -> list[tuple[str, Any]]:
+        """The channel arguments the client's own channel is (or would be) created with."""
+        return list(self._settings.options)
+
+    def transcribe(
+        self,
+        audio: Audio,
+        *,
+        stream: bool | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        pcm: PcmFormat | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> pb.Transcript:
+        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input."""
+        config = transcription_config(
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+            pcm=pcm,
+        )
+        deadline = self._settings.deadline(timeout)
+        source = _AudioSource(audio)
+        try:
+            if self._settings.use_stream(stream, source.size):
+                return self._upload(config, source, deadline, progress)
+            request = pb.TranscribeRequest(config=config, content=source.read_all())
+            try:
+                response: pb.TranscribeResponse = self._stub.Transcribe(
+                    request, timeout=deadline, metadata=self._settings.metadata
+                )
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from err
+            return response.transcript
+        finally:
+            source.close()
+
+    def _upload(
+        self,
+        config: pb.TranscriptionConfig,
+        source: _AudioSource,
+        deadline: float,
+        progress: ProgressCallback | None,
+    ) -> pb.Transcript:
+        upload = _Upload(config, source, self._settings.chunk_size, progress)
+        future = self._stub.TranscribeStream.future(
+            upload.requests(), timeout=deadline, metadata=self._settings.metadata
+        )
+        upload.attach(future)
+        try:
+            response: pb.TranscribeStreamResponse = future.result()
+        except (grpc.RpcError, grpc.FutureCancelledError) as err:
+            if upload.error is not None:
+                raise upload.error from None
+            if isinstance(err, grpc.RpcError):
+                raise from_rpc_error(err) from err
+            raise TranscribeError(grpc.StatusCode.CANCELLED, "the call was cancelled") from err
+        except BaseException:
+            future.cancel()
+            raise
+        return response.transcript
+
+    def list_models(self, *, timeout: float | None = None) -> list[pb.ModelInfo]:
+        """The models the server can serve."""
+        try:
+            response: pb.ListModelsResponse = self._stub.ListModels(
+                pb.ListModelsRequest(),
+                timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return list(response.models)
+
+    def health(self, service: str = "", *, timeout: float | None = None) -> str:
+        """The serving status from grpc.health.v1 ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            response = stub.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    def close(self) -> None:
+        """Close the channel, unless it was passed in."""
+        if self._owns_channel:
+            self._channel.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncTranscribeClient:
+    """An asyncio (grpc.aio) client for TranscribeService; use it with `async with` or await close()."""
+
+    def __init__(
+        self,
+        target: str | Sequence[str] = DEFAULT_TARGET,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        stream_threshold: int = STREAM_THRESHOLD,
+        tls: bool = False,
+        root_certificates: bytes | None = None,
+        certificate_chain: bytes | None = None,
+        private_key: bytes | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        options: Sequence[tuple[str, Any]] = (),
+        channel: aio.Channel | None = None,
+    ) -> None:
+        self._settings = _Settings(
+            target,
+            timeout=timeout,
+            chunk_size=chunk_size,
+            stream_threshold=stream_threshold,
+            tls=tls,
+            root_certificates=root_certificates,
+            certificate_chain=certificate_chain,
+            private_key=private_key,
+            credentials=credentials,
+            token=token,
+            max_message_bytes=max_message_bytes,
+            options=options,
+        )
+        settings = self._settings
+        self._owns_channel = channel is None
+        if channel is not None:
+            self._channel = channel
+        elif settings.credentials is not None:
+            self._channel = aio.secure_channel(settings.target, settings.credentials, options=settings.options)
+        else:
+            self._channel = aio.insecure_channel(settings.target, options=settings.options)
+        self._stub = pb_grpc.TranscribeServiceStub(self._channel)
+
+    @property
+    def target(self) -> str:
+        """The resolved gRPC target."""
+        return self._settings.target
+
+    @property
+    def options(self) -> list[tuple[str, Any]]:
+        """The channel arguments the client's own channel is (or would be) created with."""
+        return list(self._settings.options)
+
+    async def transcribe(
+        self,
+        audio: Audio,
+        *,
+        stream: bool | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        pcm: PcmFormat | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline, as in the sync client
+        progress: ProgressCallback | None = None,
+    ) -> pb.Transcript:
+        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input."""
+        config = transcription_config(
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+            pcm=pcm,
+        )
+        deadline = self._settings.deadline(timeout)
+        source = await asyncio.to_thread(_AudioSource, audio)
+        try:
+            if self._settings.use_stream(stream, source.size):
+                return await self._upload(config, source, deadline, progress)
+            content = source.read_all() if source.in_memory else await asyncio.to_thread(source.read_all)
+            try:
+                response: pb.TranscribeResponse = await self._stub.Transcribe(
+                    pb.TranscribeRequest(config=config, content=content),
+                    timeout=deadline,
+                    metadata=self._settings.metadata,
+                )
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from err
+            return response.transcript
+        finally:
+            source.close()
+
+    async def _upload(
+        self,
+        config: pb.TranscriptionConfig,
+        source: _AudioSource,
+        deadline: float,
+        progress: ProgressCallback | None,
+    ) -> pb.Transcript:
+        call = self._stub.TranscribeStream(timeout=deadline, metadata=self._settings.metadata)
+        try:
+            try:
+                await call.write(pb.TranscribeStreamRequest(config=config))
+                sent = 0
+                async for chunk in _read_chunks(source, self._settings.chunk_size):
+                    await call.write(pb.TranscribeStreamRequest(audio_content=chunk))
+                    sent += len(chunk)
+                    if progress is not None:
+                        progress(sent, source.size)
+                if progress is not None and source.size != sent:
+                    progress(sent, sent)  # the size is now known
+                await call.done_writing()
+            except asyncio.InvalidStateError:
+                pass  # the call already ended; awaiting it raises its status
+            response: pb.TranscribeStreamResponse = await call
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        except BaseException:
+            call.cancel()
+            raise
+        return response.transcript
+
+    async def list_models(
+        self,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+    ) -> list[pb.ModelInfo]:
+        """The models the server can serve."""
+        try:
+            response: pb.ListModelsResponse = await self._stub.ListModels(
+                pb.ListModelsRequest(),
+                timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return list(response.models)
+
+    async def health(
+        self,
+        service: str = "",
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+    ) -> str:
+        """The serving status from grpc.health.v1 ("SERVING", "NOT_SERVING", ...); "" is the whole server."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            response = await stub.Check(
+                health_pb2.HealthCheckRequest(service=service),
+                timeout=self._settings.deadline(timeout),
+                metadata=self._settings.metadata,
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return str(health_pb2.HealthCheckResponse.ServingStatus.Name(response.status))
+
+    async def close(self) -> None:
+        """Close the channel, unless it was passed in."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+async def _read_chunks(source: _AudioSource, size: int) -> AsyncIterator[bytes]:
+    """The source's chunks, with file reads off the event loop."""
+    if source.in_memory:
+        for chunk in source.chunks(size):
+            yield chunk
+        return
+    while chunk := await asyncio.to_thread(source.read, size, 0):
+        yield chunk

@@ -1,0 +1,107 @@
+"""Render a Transcript as plain text, JSON, SubRip (SRT) or WebVTT."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Literal, get_args
+
+from google.protobuf import duration_pb2, json_format
+
+from transcribe.v1 import transcribe_service_pb2 as pb
+
+__all__ = ["FORMATS", "OutputFormat", "render", "to_json", "to_srt", "to_text", "to_vtt"]
+
+OutputFormat = Literal["text", "json", "srt", "vtt"]
+FORMATS: tuple[str, ...] = get_args(OutputFormat)
+
+
+def to_text(transcript: pb.Transcript) -> str:
+    """The transcript's text on one line, ending with a newline (empty when there is no speech)."""
+    text = transcript.text.strip()
+    if not text:
+        text = " ".join(segment.text.strip() for segment in transcript.segments if segment.text.strip())
+    return f"{text}\n" if text else ""
+
+
+def to_json(transcript: pb.Transcript) -> str:
+    """The transcript as indented proto3 JSON (camelCase names, every field present)."""
+    return (
+        json_format.MessageToJson(
+            transcript,
+            indent=2,
+            always_print_fields_with_no_presence=True,
+            ensure_ascii=False,
+        )
+        + "\n"
+    )
+
+
+def to_srt(transcript: pb.Transcript) -> str:
+    """The transcript as SubRip subtitles, one numbered cue per segment."""
+    blocks = [
+        f"{number}\n{_timestamp(start, ',')} --> {_timestamp(end, ',')}\n{text}\n"
+        for number, (start, end, text) in enumerate(_cues(transcript), start=1)
+    ]
+    return "\n".join(blocks)
+
+
+def to_vtt(transcript: pb.Transcript) -> str:
+    """The transcript as WebVTT subtitles, one cue per segment."""
+    blocks = ["WEBVTT\n"]
+    blocks.extend(
+        f"{_timestamp(start, '.')} --> {_timestamp(end, '.')}\n{_vtt_escape(text)}\n"
+        for start, end, text in _cues(transcript)
+    )
+    return "\n".join(blocks)
+
+
+_RENDERERS: dict[str, Callable[[pb.Transcript], str]] = {
+    "text": to_text,
+    "json": to_json,
+    "srt": to_srt,
+    "vtt": to_vtt,
+}
+
+
+def render(transcript: pb.Transcript, output_format: str = "text") -> str:
+    """Render the transcript in one of FORMATS."""
+    try:
+        renderer = _RENDERERS[output_format]
+    except KeyError:
+        raise ValueError(f"unknown format {output_format!r}; expected one of {', '.join(FORMATS)}") from None
+    return renderer(transcript)
+
+
+def _milliseconds(duration: duration_pb2.Duration) -> int:
+    return max(0, duration.seconds * 1000 + round(duration.nanos / 1_000_000))
+
+
+def _cues(transcript: pb.Transcript) -> Iterator[tuple[int, int, str]]:
+    """(start ms, end ms, text) for every segment with text, or one cue for the whole audio."""
+    if not transcript.segments:
+        text = _one_line(transcript.text)
+        if text:
+            yield 0, _milliseconds(transcript.audio_duration), text
+        return
+    for segment in transcript.segments:
+        text = _one_line(segment.text)
+        if not text:
+            continue
+        start = _milliseconds(segment.start_offset)
+        yield start, max(start, _milliseconds(segment.end_offset)), text
+
+
+def _one_line(text: str) -> str:
+    # A blank line ends a cue in both formats, so a cue's text is kept on one line.
+    return " ".join(text.split())
+
+
+def _timestamp(milliseconds: int, separator: str) -> str:
+    hours, rest = divmod(milliseconds, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    seconds, millis = divmod(rest, 1000)
+    return f"{hours:02d}:{minutes:02d}:{seconds:02d}{separator}{millis:03d}"
+
+
+def _vtt_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
