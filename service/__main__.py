@@ -116,7 +116,13 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
     server, port, health_servicer = create_server(settings, app.transcriber)
     await set_serving(health_servicer, serving=False)
     await server.start()
-    log.info("listening on %s:%d (NOT_SERVING until the backends are ready)", settings.host, port)
+    log.info(
+        "listening on %s:%d with %s%s (NOT_SERVING until the backends are ready)",
+        settings.host,
+        port,
+        "mutual TLS" if settings.tls_client_ca_file else "TLS" if settings.tls_cert_file else "plaintext",
+        ", bearer tokens required" if settings.bearer_tokens() else "",
+    )
     if listening is not None:
         listening.set_result(port)
     loading = asyncio.create_task(start_backends(app, health_servicer))

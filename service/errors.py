@@ -124,6 +124,12 @@ class UpstreamAuthFailed(TranscribeError):
     reason = "UPSTREAM_AUTH_FAILED"
 
 
+class Unauthenticated(TranscribeError):
+    """The call carries no valid bearer token."""
+
+    reason = "UNAUTHENTICATED"
+
+
 class Overloaded(TranscribeError):
     """Every worker and queue slot of the backend is taken."""
 

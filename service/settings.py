@@ -94,6 +94,17 @@ class Settings(BaseSettings):
     openai_workers: int = Field(default=8, ge=1, le=256)
     """Upstream API calls in flight at once."""
 
+    auth_tokens: SecretStr | None = None
+    """Comma-separated bearer tokens; when set (or auth_tokens_file), every RPC but health needs one."""
+    auth_tokens_file: Path | None = None
+    """A file of bearer tokens, one per line (# starts a comment)."""
+    tls_cert_file: Path | None = None
+    """PEM server certificate chain; with tls_key_file, the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    """PEM private key of tls_cert_file."""
+    tls_client_ca_file: Path | None = None
+    """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
+
     log_level: str = "INFO"
     """Python logging level."""
 
@@ -105,6 +116,27 @@ class Settings(BaseSettings):
                 "(and OPENAI_BASE_URL for a compatible server), or use TRANSCRIBE_DEFAULT_BACKEND=local"
             )
         return self
+
+    @model_validator(mode="after")
+    def _tls_files_come_together(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both TRANSCRIBE_TLS_CERT_FILE and TRANSCRIBE_TLS_KEY_FILE, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("TRANSCRIBE_TLS_CLIENT_CA_FILE needs TRANSCRIBE_TLS_CERT_FILE and TRANSCRIBE_TLS_KEY_FILE")
+        for path in (self.tls_cert_file, self.tls_key_file, self.tls_client_ca_file, self.auth_tokens_file):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a readable file")
+        return self
+
+    def bearer_tokens(self) -> list[str]:
+        """Every configured bearer token (empty when authentication is off)."""
+        tokens = []
+        if self.auth_tokens is not None:
+            tokens += [t.strip() for t in self.auth_tokens.get_secret_value().split(",")]
+        if self.auth_tokens_file is not None:
+            for line in self.auth_tokens_file.read_text().splitlines():
+                tokens.append(line.split("#", 1)[0].strip())
+        return [t for t in tokens if t]
 
     def max_bytes_for(self, backend: BackendName) -> int:
         """The upload limit of one backend."""

@@ -25,6 +25,7 @@ STATUS_CODES: dict[type[errors.TranscribeError], grpc.StatusCode] = {
     errors.BackendNotReady: grpc.StatusCode.UNAVAILABLE,
     errors.UpstreamRateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.StreamIdle: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.DeadlineTooShort: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.UpstreamUnavailable: grpc.StatusCode.UNAVAILABLE,
