@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import av.logging
 from grpc_health.v1 import health
+from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from service.audio.store import UploadStore
@@ -22,8 +23,10 @@ from service.backends.local import LocalBackend, LocalEngine
 from service.backends.openai_api import OpenAIBackend
 from service.backends.openai_whisper_engine import OpenAIWhisperEngine
 from service.domain import BackendKind
+from service.logs import configure_logging
 from service.models.registry import local_model_specs
 from service.server.app import create_server, set_serving
+from service.server.metrics import CallMetrics
 from service.settings import Settings
 from service.transcriber import Transcriber
 
@@ -113,7 +116,12 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
     """Serve until `stop` is set, then drain in-flight calls within the grace period."""
     settings = app.settings
     app.store.open()
-    server, port, health_servicer = create_server(settings, app.transcriber)
+    metrics = CallMetrics(app.transcriber) if settings.metrics_port is not None else None
+    server, port, health_servicer = create_server(settings, app.transcriber, metrics)
+    metrics_server = None
+    if metrics is not None and settings.metrics_port is not None:
+        metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=metrics.registry)
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_server.server_port)
     await set_serving(health_servicer, serving=False)
     await server.start()
     log.info(
@@ -142,6 +150,9 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         await server.stop(settings.grace_period_seconds)
         await app.transcriber.aclose()
         app.store.close()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         log.info("stopped")
 
 
@@ -161,7 +172,7 @@ def main() -> None:
         messages = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
         print(f"transcribe-server: invalid configuration: {messages}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     av.logging.set_level(av.logging.PANIC)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(settings))

@@ -92,6 +92,7 @@ class ModelDescription:
     loaded: bool
     multilingual: bool
     is_default: bool
+    load_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,12 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
     """Python logging level."""
+    log_format: Literal["text", "json"] = "text"
+    """text, or json: one JSON object per line (with request_id and, for calls, method, code, latency)."""
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    """Port of the Prometheus /metrics endpoint; unset turns metrics off."""
+    metrics_host: str = "0.0.0.0"  # noqa: S104 (a metrics endpoint is scraped from outside the pod)
+    """Address of the metrics endpoint."""
 
     @model_validator(mode="after")
     def _default_backend_is_usable(self) -> Settings:

@@ -23,6 +23,7 @@ from service.backends.openai_whisper_engine import OpenAIWhisperEngine
 from service.domain import BackendKind
 from service.models.registry import local_model_specs
 from service.server.app import create_server, set_serving
+from service.server.metrics import CallMetrics
 from service.settings import Settings
 from service.transcriber import Transcriber
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -110,6 +111,7 @@ class RunningServer:
     health: health.aio.HealthServicer
     server: grpc.aio.Server
     settings: Settings
+    metrics: CallMetrics
     owned: list[TranscriptionBackend] = field(default_factory=list)
 
 
@@ -142,7 +144,8 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIter
         app = build_app(settings, chosen)
         store, transcriber = app.store, app.transcriber
         store.open()
-        server, port, health_servicer = create_server(settings, transcriber)
+        metrics = CallMetrics(transcriber)
+        server, port, health_servicer = create_server(settings, transcriber, metrics)
         await server.start()
         await transcriber.start()
         await set_serving(health_servicer, serving=True)
@@ -157,6 +160,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIter
             health=health_servicer,
             server=server,
             settings=settings,
+            metrics=metrics,
             owned=[b for b in chosen.values() if not isinstance(b, LocalBackend)],
         )
         running.append(handle)

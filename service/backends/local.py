@@ -395,6 +395,7 @@ class LocalBackend:
                 loaded=self.pool.is_loaded(spec.name),
                 multilingual=spec.multilingual,
                 is_default=spec.name == self.default_model,
+                load_seconds=self.pool.load_seconds.get(spec.name),
             )
             for spec in self.pool.specs.values()
         ]

@@ -7,7 +7,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.server.auth import BearerTokenInterceptor
-from service.server.interceptors import ErrorMappingInterceptor
+from service.server.interceptors import CallInterceptor
+from service.server.metrics import CallMetrics
 from service.server.servicer import TranscribeServicer
 from service.settings import Settings
 from service.transcriber import Transcriber
@@ -18,11 +19,11 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 
 
 def create_server(
-    settings: Settings, transcriber: Transcriber
+    settings: Settings, transcriber: Transcriber, metrics: CallMetrics | None = None
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     keepalive_ms = int(settings.keepalive_time_seconds * 1000)
-    interceptors: list[grpc.aio.ServerInterceptor] = [ErrorMappingInterceptor()]
+    interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(metrics)]
     if tokens := settings.bearer_tokens():
         interceptors.append(BearerTokenInterceptor(tokens))
     server = grpc.aio.server(
