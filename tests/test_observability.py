@@ -25,15 +25,15 @@ WAV = (DATA / "speech_en.wav").read_bytes()
 
 
 async def test_request_id_is_echoed_or_generated(start_server: StartServer) -> None:
-    """A caller's x-request-id comes back in the response metadata; without one the server makes one."""
+    """A caller's x-request-id comes back in the trailing metadata (errors too); otherwise the server makes one."""
     server = await start_server()
     call = server.stub.ListModels(pb.ListModelsRequest(), metadata=(("x-request-id", "req-42"),), timeout=10)
     await call
-    assert dict(await call.initial_metadata())["x-request-id"] == "req-42"
+    assert dict(await call.trailing_metadata())["x-request-id"] == "req-42"
     failing = server.stub.Transcribe(pb.TranscribeRequest(content=b"junk"), timeout=10)
     with pytest.raises(grpc.aio.AioRpcError):
         await failing
-    assert re.fullmatch(r"[0-9a-f]{32}", str(dict(await failing.initial_metadata())["x-request-id"]))
+    assert re.fullmatch(r"[0-9a-f]{32}", str(dict(await failing.trailing_metadata())["x-request-id"]))
 
 
 @pytest.fixture

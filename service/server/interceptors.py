@@ -63,7 +63,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = incoming if isinstance(incoming, str) and _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
             request_id.set(rid)
-            await context.send_initial_metadata(((REQUEST_ID_HEADER, rid),))
+            # Trailing, not initial, metadata: headers sent early would commit the call and stop gRPC from
+            # retrying it on another replica when this one dies mid-call.
+            context.set_trailing_metadata(((REQUEST_ID_HEADER, rid),))
             started = time.perf_counter()
             code, reason, response = grpc.StatusCode.OK, "", None
             if self._metrics is not None:
@@ -86,7 +88,7 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 status = internal_status()
             finally:
                 self._record(method, code, reason, time.perf_counter() - started, response)
-            await context.abort(status.code, status.details, status.trailing_metadata)
+            await context.abort(status.code, status.details, (*status.trailing_metadata, (REQUEST_ID_HEADER, rid)))
             return None  # unreachable: abort raises
 
         return call
