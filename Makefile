@@ -10,7 +10,7 @@ BUF_VERSION := 1.59.0
 PROTO_SRC := $(shell find protos -name '*.proto')
 GEN := gen/python
 
-.PHONY: install run test lint proto proto-check buf-lint fixtures bench load ci clean lock
+.PHONY: install run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench load ci clean lock
 
 install: $(STAMP)
 
@@ -49,15 +49,34 @@ lint: install buf-lint
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy service clients/python tests bench
 
+NODE_CLIENT := clients/node
+NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
+
+$(NODE_STAMP): $(NODE_CLIENT)/package.json $(NODE_CLIENT)/package-lock.json
+	npm ci --prefix $(NODE_CLIENT) --no-audit --no-fund
+	touch $(NODE_STAMP)
+
+## The Node.js client's tests against the real server.
+node-test: install $(NODE_STAMP)
+	cd $(NODE_CLIENT) && npm test
+
+## Fail when the contract breaks its previous version (buf's FILE rules).
+buf-breaking: $(BUF)
+	scripts/buf_breaking.sh $(BUF)
+
 ## Regenerate the spoken test fixtures in tests/data (needs espeak-ng).
 fixtures: install
 	$(PY) tests/data/make_fixtures.py
 
 ## Benchmarks (not tests): results go to bench/results/.
 bench: install
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
-ci: lint proto-check test
+## Load test against a real server process (bounded time): results go to bench/results/.
+load: install
+	$(PY) -m bench.load $(LOAD_ARGS)
+
+ci: lint proto-check buf-breaking test node-test
 
 ## Re-pin requirements.lock from the current venv.
 lock: install
