@@ -76,7 +76,11 @@ bench: install
 load: install
 	$(PY) -m bench.load $(LOAD_ARGS)
 
-ci: lint proto-check buf-breaking test node-test
+## Lint the Dockerfile and Kubernetes manifests (pinned linters in .tools/deploy-venv).
+deploy-lint:
+	bash scripts/lint_deploy.sh
+
+ci: lint proto-check buf-breaking deploy-lint test node-test
 
 ## Re-pin requirements.lock from the current venv.
 lock: install

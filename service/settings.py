@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     """How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled."""
     keepalive_time_seconds: float = Field(default=60.0, gt=0)
     """Interval of server keepalive pings on idle connections."""
+    max_connection_age_seconds: float = Field(default=300.0, gt=0)
+    """Connections are closed (gracefully) after this long, so clients re-resolve and spread over new replicas."""
 
     local_engine: LocalEngineName = "faster-whisper"
     """Local engine: faster-whisper (CTranslate2, the fastest here) or openai-whisper (the reference)."""

@@ -36,8 +36,7 @@ def create_server(
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.http2.max_ping_strikes", 2),
-            ("grpc.max_connection_age_ms", 30 * 60 * 1000),
-            ("grpc.max_connection_age_grace_ms", int(settings.grace_period_seconds * 1000) + 5_000),
+            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
         ],
     )
     pb_grpc.add_TranscribeServiceServicer_to_server(TranscribeServicer(transcriber), server)
