@@ -47,7 +47,7 @@ buf-lint: $(BUF)
 lint: install buf-lint
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy service clients/python tests bench
+	$(PY) -m mypy service clients/python tests $(wildcard bench)
 
 NODE_CLIENT := clients/node
 NODE_STAMP := $(NODE_CLIENT)/node_modules/.installed
