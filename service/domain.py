@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class BackendKind(enum.Enum):
@@ -114,4 +114,3 @@ class AudioFile:
 
     path: str
     info: AudioInfo
-    extra: dict[str, str] = field(default_factory=dict)

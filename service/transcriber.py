@@ -112,8 +112,17 @@ class Transcriber:
             finally:
                 upload.discard()
 
-    async def transcribe_stream(self, items: AsyncIterator[StreamItem], deadline: float | None = None) -> Transcript:
-        """Transcribe a stream whose first item is the options and every later item audio bytes."""
+    async def transcribe_stream(
+        self,
+        items: AsyncIterator[StreamItem],
+        deadline: float | None = None,
+        abandoned: Callable[[], bool] = lambda: False,
+    ) -> Transcript:
+        """Transcribe a stream whose first item is the options and every later item audio bytes.
+
+        A client that dies mid-upload can look, for a moment, like one that ended its stream, so `abandoned` is
+        asked again after probing: a cut-off upload is never handed to a backend as if it were complete.
+        """
         first = await self._next_item(items)
         if not isinstance(first, TranscriptionOptions):
             raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
@@ -130,7 +139,7 @@ class Transcriber:
                 await upload.finish()
                 if upload.size == 0:
                     raise EmptyAudio("the stream carried no audio bytes")
-                return await self._transcribe_upload(backend, first, upload, deadline)
+                return await self._transcribe_upload(backend, first, upload, deadline, abandoned)
             finally:
                 upload.discard()
 
@@ -144,7 +153,12 @@ class Transcriber:
             ) from None
 
     async def _transcribe_upload(
-        self, backend: TranscriptionBackend, options: TranscriptionOptions, upload: Upload, deadline: float | None
+        self,
+        backend: TranscriptionBackend,
+        options: TranscriptionOptions,
+        upload: Upload,
+        deadline: float | None,
+        abandoned: Callable[[], bool] = lambda: False,
     ) -> Transcript:
         if options.raw_pcm is not None:
             wav = upload.sibling("wav")
@@ -155,7 +169,9 @@ class Transcriber:
         info = await self._run_in_pool(probe, path, self._max_seconds)
         if path == upload.path:
             path = upload.rename(info.extension)
-        audio = AudioFile(path=str(path), info=info, extra={"stem": upload.stem})
+        if abandoned():
+            raise asyncio.CancelledError("the caller went away before its audio was complete")
+        audio = AudioFile(path=str(path), info=info)
         log.debug("probed upload: %s", info)
         transcript = await backend.transcribe(audio, options, deadline)
         return replace(transcript, duration=info.duration)

@@ -25,7 +25,10 @@ class TranscriptionBackend(Protocol):
     async def transcribe(
         self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
     ) -> Transcript:
-        """Transcribe a validated file; `deadline` is the caller's, on the time.monotonic() clock."""
+        """Transcribe a validated file; `deadline` is the caller's, on the time.monotonic() clock.
+
+        Files derived from the upload (a re-encoded copy, say) go next to it and are deleted by the backend.
+        """
         ...
 
     def models(self) -> list[ModelDescription]:

@@ -32,7 +32,9 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
         self, request_iterator: AsyncIterator[pb.TranscribeStreamRequest], context: Context
     ) -> pb.TranscribeStreamResponse:
         """Client streaming: config first, then audio chunks."""
-        transcript = await self._transcriber.transcribe_stream(_stream_items(request_iterator), _deadline(context))
+        transcript = await self._transcriber.transcribe_stream(
+            _stream_items(request_iterator), _deadline(context), context.cancelled
+        )
         return pb.TranscribeStreamResponse(transcript=transcript_to_proto(transcript))
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:  # noqa: N802
