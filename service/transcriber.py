@@ -144,8 +144,11 @@ class Transcriber:
                 upload.discard()
 
     async def _next_item(self, items: AsyncIterator[StreamItem]) -> StreamItem | None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives in the same loop turn as
+        # the item, and gRPC ends a dead client's stream and cancels the call in that very turn.
         try:
-            return await asyncio.wait_for(anext(items, None), self._idle_seconds)
+            async with asyncio.timeout(self._idle_seconds):
+                return await anext(items, None)
         except TimeoutError:
             raise StreamIdle(
                 f"the stream sent nothing for {self._idle_seconds:g} seconds",

@@ -59,14 +59,14 @@ async def test_hours_of_silence_in_a_small_file_is_too_long(start_server: StartS
 
 async def test_unary_over_the_size_limit_is_resource_exhausted(start_server: StartServer) -> None:
     """A unary upload over the byte limit (within the message limit) is RESOURCE_EXHAUSTED with the limit."""
-    server = await start_server(max_audio_bytes=200_000)
-    error = await call_error(
-        server.stub.Transcribe(pb.TranscribeRequest(content=(DATA / "speech_en.wav").read_bytes()), timeout=30)
-    )
+    content = (DATA / "speech_en.wav").read_bytes()
+    limit = len(content) - 1000
+    server = await start_server(max_audio_bytes=limit)
+    error = await call_error(server.stub.Transcribe(pb.TranscribeRequest(content=content), timeout=30))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info, _ = error_details(error)
     assert info.reason == "AUDIO_TOO_LARGE"
-    assert info.metadata["limit_bytes"] == "200000"
+    assert info.metadata["limit_bytes"] == str(limit)
 
 
 async def test_stream_over_the_size_limit_stops_reading(start_server: StartServer) -> None:

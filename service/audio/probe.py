@@ -29,6 +29,8 @@ _EXTENSIONS = {
     "w64": "w64",
 }
 _WEBM_CODECS = {"opus", "vorbis"}
+# FFmpeg has standard layouts (and so a downmix to mono) for up to 8 channels.
+MAX_CHANNELS = 8
 # A file may decode a little shorter than its header says (encoder padding); more than this is truncation.
 _TRUNCATION_TOLERANCE_SECONDS = 0.5
 _TRUNCATION_TOLERANCE_RATIO = 0.02
@@ -47,14 +49,23 @@ def probe(path: Path, max_seconds: float) -> AudioInfo:
         if not container.streams.audio:
             raise UndecodableAudio("the file holds no audio stream")
         stream = container.streams.audio[0]
+        if stream.codec_context is None:
+            raise UndecodableAudio("the audio codec is not one this server can decode")
         codec = stream.codec_context.name
         rate = stream.codec_context.sample_rate or stream.rate or 0
         channels = stream.codec_context.channels
         if rate <= 0 or channels <= 0:
             raise UndecodableAudio("the audio stream has no sample rate or no channels")
+        if channels > MAX_CHANNELS:
+            raise UndecodableAudio(
+                f"audio with more than {MAX_CHANNELS} channels is not supported",
+                metadata={"channels": str(channels), "limit_channels": str(MAX_CHANNELS)},
+            )
         declared = _declared_seconds(container, stream)
         if container.format.name == "wav":
             _check_riff_data_size(path, size)
+        elif container.format.name == "ogg":
+            _check_ogg_last_page(path, size)
         decoded = _decoded_seconds(container, stream, max_seconds)
         container_name = container.format.name
     if decoded <= 0:
@@ -105,6 +116,29 @@ def _check_riff_data_size(path: Path, size: int) -> None:
                     )
                 return
             fh.seek(chunk_size + (chunk_size & 1), 1)
+
+
+def _check_ogg_last_page(path: Path, size: int) -> None:
+    """FFmpeg drops a partial last Ogg page without a word, so check that the file ends where a page does."""
+    tail_bytes = min(size, 256 * 1024)
+    with path.open("rb") as fh:
+        fh.seek(size - tail_bytes)
+        tail = fh.read()
+    start = tail.rfind(b"OggS")
+    # A page header is 27 bytes plus one lacing byte per segment; the page body is the sum of the lacing values.
+    while start >= 0:
+        header = tail[start : start + 27]
+        if len(header) == 27 and header[4] == 0:
+            segments = header[26]
+            lacing = tail[start + 27 : start + 27 + segments]
+            end = start + 27 + segments + sum(lacing)
+            if len(lacing) == segments and end == len(tail):
+                return
+            if end <= len(tail):
+                start = tail.rfind(b"OggS", 0, start)
+                continue
+        raise TruncatedAudio("the Ogg file ends in the middle of a page")
+    raise TruncatedAudio("the Ogg file ends in the middle of a page")
 
 
 def _decoded_seconds(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> float:

@@ -53,7 +53,11 @@ _LANGUAGE_CODES = {
 
 
 class OpenAIBackend:
-    """Sends validated files to an OpenAI-compatible /audio endpoint and maps the answer."""
+    """Sends validated files to an OpenAI-compatible /audio endpoint and maps the answer.
+
+    The HTTP call runs on the event loop with the SDK's async client, so cancelling a call (client gone, deadline
+    passed) closes its upstream connection at once; re-encoding runs on the backend's own bounded thread pool.
+    """
 
     kind = BackendKind.OPENAI
 
@@ -68,12 +72,13 @@ class OpenAIBackend:
         workers: int,
     ) -> None:
         self.default_model = default_model
-        self._client = openai.OpenAI(
+        self.workers = workers
+        self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries
         )
-        self.workers = workers
         self._timeout = timeout_seconds
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="openai")
+        self._calls = asyncio.Semaphore(workers)
 
     async def start(self) -> None:
         """Nothing to load: the API is checked on first use."""
@@ -86,21 +91,20 @@ class OpenAIBackend:
     ) -> Transcript:
         """Upload the file (re-encoded to FLAC if the API does not take its format) and map the answer."""
         model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
-        raw = await self._run(self._call_api, audio, options, model, deadline)
+        path = Path(audio.path)
+        async with self._calls:
+            if audio.info.extension in API_EXTENSIONS:
+                raw = await self._post(path, options, model, deadline)
+            else:
+                flac = path.with_name(f"{path.stem}-api.flac")
+                try:
+                    await self._run(transcode_to_flac, path, flac)
+                    raw = await self._post(flac, options, model, deadline)
+                finally:
+                    flac.unlink(missing_ok=True)
         return _transcript(raw, model, audio.info.duration, options)
 
-    def _call_api(self, audio: AudioFile, options: TranscriptionOptions, model: str, deadline: float | None) -> Any:
-        path = Path(audio.path)
-        if audio.info.extension not in API_EXTENSIONS:
-            flac = path.with_name(f"{path.stem}-api.flac")
-            try:
-                transcode_to_flac(path, flac)
-                return self._post(flac, options, model, deadline)
-            finally:
-                flac.unlink(missing_ok=True)
-        return self._post(path, options, model, deadline)
-
-    def _client_within(self, deadline: float | None) -> openai.OpenAI:
+    def _client_within(self, deadline: float | None) -> openai.AsyncOpenAI:
         """The client with each attempt's timeout cut to the caller's remaining deadline."""
         if deadline is None:
             return self._client
@@ -109,7 +113,7 @@ class OpenAIBackend:
             raise DeadlineTooShort("the deadline passed while the call waited for a worker")
         return self._client.with_options(timeout=min(self._timeout, remaining))
 
-    def _post(self, path: Path, options: TranscriptionOptions, model: str, deadline: float | None) -> Any:
+    async def _post(self, path: Path, options: TranscriptionOptions, model: str, deadline: float | None) -> Any:
         client = self._client_within(deadline)
         verbose = _supports_verbose_json(model)
         kwargs: dict[str, Any] = {"model": model}
@@ -127,11 +131,11 @@ class OpenAIBackend:
             with path.open("rb") as fh:
                 upload = (path.name, fh)
                 if options.task is Task.TRANSLATE:
-                    return client.audio.translations.create(file=upload, **kwargs)
+                    return await client.audio.translations.create(file=upload, **kwargs)
                 language = primary_language(options.language)
                 if language:
                     kwargs["language"] = language
-                return client.audio.transcriptions.create(file=upload, **kwargs)
+                return await client.audio.transcriptions.create(file=upload, **kwargs)
         except openai.OpenAIError as exc:
             raise _domain_error(exc) from exc
         except ValueError as exc:
@@ -151,9 +155,9 @@ class OpenAIBackend:
         ]
 
     async def aclose(self) -> None:
-        """Abandon queued calls and close the HTTP client."""
+        """Abandon queued re-encoding and close the HTTP client."""
         self._executor.shutdown(wait=False, cancel_futures=True)
-        self._client.close()
+        await self._client.close()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
