@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import ParamSpec, TypeVar
 
@@ -25,6 +27,7 @@ from service.errors import (
     StreamIdle,
     StreamOutOfOrder,
 )
+from service.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +106,7 @@ class Transcriber:
         kind, backend = self.backend_for(options)
         if not content:
             raise EmptyAudio("the request carries no audio bytes")
-        with self.gates[kind].admit(), self.upload_gate.admit():
+        with self._admitted(kind):
             upload = self._store.new_upload(self._limits[kind])
             try:
                 await self._run_in_pool(upload.write_now, content)
@@ -127,7 +130,7 @@ class Transcriber:
         if not isinstance(first, TranscriptionOptions):
             raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
         kind, backend = self.backend_for(first)
-        with self.gates[kind].admit(), self.upload_gate.admit():
+        with self._admitted(kind):
             upload = self._store.new_upload(self._limits[kind])
             try:
                 while (item := await self._next_item(items)) is not None:
@@ -142,6 +145,17 @@ class Transcriber:
                 return await self._transcribe_upload(backend, first, upload, deadline, abandoned)
             finally:
                 upload.discard()
+
+    @contextmanager
+    def _admitted(self, kind: BackendKind) -> Iterator[None]:
+        """A place in the backend's queue and among the uploads; memory is given back when the last call ends."""
+        try:
+            with self.gates[kind].admit(), self.upload_gate.admit():
+                yield
+        finally:
+            if self.upload_gate.in_flight == 0:
+                with contextlib.suppress(RuntimeError):  # the pool is already shut down
+                    asyncio.get_running_loop().run_in_executor(self._probe_pool, release_free_memory)
 
     async def _next_item(self, items: AsyncIterator[StreamItem]) -> StreamItem | None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives in the same loop turn as
