@@ -17,7 +17,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from service.logs import JsonFormatter, RequestIdFilter
-from tests.conftest import DATA, REPO, StartServer
+from tests.conftest import DATA, REPO, Fixture, StartServer
 from tests.test_lifecycle import server_env
 from transcribe.v1 import transcribe_service_pb2 as pb
 
@@ -52,7 +52,9 @@ def json_log() -> Iterator[io.StringIO]:
     logger.setLevel(previous)
 
 
-async def test_one_json_line_per_call_without_audio_or_text(start_server: StartServer, json_log: io.StringIO) -> None:
+async def test_one_json_line_per_call_without_audio_or_text(
+    start_server: StartServer, json_log: io.StringIO, spoken: dict[str, Fixture]
+) -> None:
     """Each call logs method, status, latency, audio duration, backend, model and request id; never the transcript."""
     server = await start_server()
     reply = await server.stub.Transcribe(
@@ -70,7 +72,7 @@ async def test_one_json_line_per_call_without_audio_or_text(start_server: StartS
     assert ok["request_id"] == "log-test-1"
     assert ok["backend"] == "local"
     assert ok["model"] == "tiny.en"
-    assert ok["audio_seconds"] == pytest.approx(7.11, abs=0.05)
+    assert ok["audio_seconds"] == pytest.approx(spoken["speech_en.wav"].duration, abs=0.05)
     assert ok["latency_ms"] > 0
     assert failed["reason"] == "AUDIO_UNDECODABLE"
     assert failed["request_id"] not in ("-", "log-test-1")
@@ -79,7 +81,7 @@ async def test_one_json_line_per_call_without_audio_or_text(start_server: StartS
     assert not any(word in json_log.getvalue().lower() for word in words)
 
 
-async def test_metrics_count_calls_audio_and_models(start_server: StartServer) -> None:
+async def test_metrics_count_calls_audio_and_models(start_server: StartServer, spoken: dict[str, Fixture]) -> None:
     """Calls by method and code, latency, audio seconds, real-time factor, queue depth and models are exported."""
     server = await start_server()
     await server.stub.Transcribe(pb.TranscribeRequest(content=WAV), timeout=60)
@@ -92,7 +94,7 @@ async def test_metrics_count_calls_audio_and_models(start_server: StartServer) -
     assert f'transcribe_call_latency_seconds_count{{method="{method}"}} 2.0' in text
     audio = re.search(r'transcribe_audio_seconds_total\{backend="local",model="tiny.en"\} ([0-9.]+)', text)
     assert audio is not None
-    assert float(audio.group(1)) == pytest.approx(7.11, abs=0.05)
+    assert float(audio.group(1)) == pytest.approx(spoken["speech_en.wav"].duration, abs=0.05)
     assert 'transcribe_real_time_factor_count{backend="local",model="tiny.en"} 1.0' in text
     assert f'transcribe_in_flight_calls{{method="{method}"}} 0.0' in text
     assert 'transcribe_queue_depth{backend="local"} 0.0' in text

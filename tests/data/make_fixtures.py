@@ -68,7 +68,7 @@ EN_VOICE = Voice("en-us+m1", 120, 8)
 STEREO_VOICE = Voice("en-gb", 150, 5)  # the first sentence alone is easy; this voice is shorter
 LONG_VOICE = Voice("en-us+m1", 165, 5)
 ES_VOICE = Voice("es", 150, 5)
-FR_VOICE = Voice("fr", 150, 5)
+FR_VOICE = Voice("fr+m3", 140, 10)  # of 18 settings tried, the one base translates well at beam 1 and 5, VAD on or off
 
 
 @dataclass(frozen=True)
