@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     """Requests receiving or holding audio at once, over all backends."""
     stream_idle_timeout_seconds: float = Field(default=30.0, gt=0)
     """A stream that sends nothing for this long is ended with DEADLINE_EXCEEDED."""
+    stream_linger_seconds: float = Field(default=2.0, ge=0)
+    """After refusing a stream the client is still sending, read and discard its messages for up to this long
+    before sending the status, so asyncio clients receive the status instead of INTERNAL; 0 turns this off."""
+    stream_linger_bytes: int = Field(default=8 * MIB, ge=0)
+    """The most bytes read and discarded that way per refused stream."""
     overload_retry_after_seconds: float = Field(default=1.0, ge=0)
     """The retry delay suggested (RetryInfo) when a call is refused for capacity."""
     grace_period_seconds: float = Field(default=30.0, ge=0)

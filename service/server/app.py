@@ -7,7 +7,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from service.server.auth import BearerTokenInterceptor
-from service.server.interceptors import CallInterceptor
+from service.server.interceptors import CallInterceptor, Linger
 from service.server.metrics import CallMetrics
 from service.server.servicer import TranscribeServicer
 from service.settings import Settings
@@ -23,7 +23,9 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     keepalive_ms = int(settings.keepalive_time_seconds * 1000)
-    interceptors: list[grpc.aio.ServerInterceptor] = [CallInterceptor(metrics)]
+    interceptors: list[grpc.aio.ServerInterceptor] = [
+        CallInterceptor(metrics, Linger(settings.stream_linger_seconds, settings.stream_linger_bytes))
+    ]
     if tokens := settings.bearer_tokens():
         interceptors.append(BearerTokenInterceptor(tokens))
     server = grpc.aio.server(

@@ -8,7 +8,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
 import grpc
@@ -28,11 +29,39 @@ request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", d
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
+@dataclass(frozen=True)
+class Linger:
+    """How much of a refused stream is read and discarded before its status is sent (a lingering close).
+
+    grpcio's asyncio client reports INTERNAL instead of the server's status when one of its writes races the end
+    of a stream the server has already finished (https://github.com/grpc/grpc/issues/36066). Reading what the
+    client still sends until it half-closes, within this budget, lets its writes succeed and its status arrive.
+    """
+
+    seconds: float = 2.0
+    max_bytes: int = 8 * 1024 * 1024
+
+    async def drain(self, requests: AsyncIterator[Any]) -> None:
+        """Read and drop messages until the client half-closes, the time or byte budget runs out, or reading fails."""
+        if self.seconds <= 0:
+            return
+        received = 0
+        try:
+            async with asyncio.timeout(self.seconds):
+                async for message in requests:
+                    received += message.ByteSize()
+                    if received > self.max_bytes:
+                        return
+        except Exception:  # best effort: the status is sent whatever happens here
+            return
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):
     """Wraps every unary-response RPC: TranscribeError becomes its status with details, anything else INTERNAL."""
 
-    def __init__(self, metrics: CallMetrics | None = None) -> None:
+    def __init__(self, metrics: CallMetrics | None = None, linger: Linger | None = None) -> None:
         self._metrics = metrics
+        self._linger = linger or Linger(seconds=0)
 
     async def intercept_service(
         self,
@@ -47,19 +76,19 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         incoming = metadata.get(REQUEST_ID_HEADER)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
-                self._observed(cast(Behavior, handler.unary_unary), method, incoming),
+                self._observed(cast(Behavior, handler.unary_unary), method, incoming, streaming=False),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         if handler.stream_unary is not None:
             return grpc.stream_unary_rpc_method_handler(
-                self._observed(cast(Behavior, handler.stream_unary), method, incoming),
+                self._observed(cast(Behavior, handler.stream_unary), method, incoming, streaming=True),
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
         return handler
 
-    def _observed(self, behavior: Behavior, method: str, incoming: object) -> Behavior:
+    def _observed(self, behavior: Behavior, method: str, incoming: object, *, streaming: bool) -> Behavior:
         async def call(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             rid = incoming if isinstance(incoming, str) and _SAFE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
             request_id.set(rid)
@@ -88,6 +117,8 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 status = internal_status()
             finally:
                 self._record(method, code, reason, time.perf_counter() - started, response)
+            if streaming:
+                await self._linger.drain(request)
             await context.abort(status.code, status.details, (*status.trailing_metadata, (REQUEST_ID_HEADER, rid)))
             return None  # unreachable: abort raises
 
