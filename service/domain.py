@@ -114,3 +114,5 @@ class AudioFile:
 
     path: str
     info: AudioInfo
+    whisper_input: str | None = None
+    """The audio as Whisper's input (16 kHz mono 16-bit PCM), written while validating when the backend asked."""

@@ -183,12 +183,13 @@ class Transcriber:
             path = wav
         else:
             path = upload.path
-        info = await self._run_in_pool(probe, path, self._max_seconds)
+        whisper_input = upload.sibling("s16") if backend.wants_whisper_input else None
+        info = await self._run_in_pool(probe, path, self._max_seconds, whisper_input)
         if path == upload.path:
             path = upload.rename(info.extension)
         if abandoned():
             raise asyncio.CancelledError("the caller went away before its audio was complete")
-        audio = AudioFile(path=str(path), info=info)
+        audio = AudioFile(path=str(path), info=info, whisper_input=str(whisper_input) if whisper_input else None)
         log.debug("probed upload: %s", info)
         transcript = await backend.transcribe(audio, options, deadline)
         return replace(transcript, duration=info.duration)

@@ -64,6 +64,7 @@ class RecordingBackend:
         self.inner = inner
         self.kind: BackendKind = inner.kind
         self.workers: int = inner.workers
+        self.wants_whisper_input: bool = inner.wants_whisper_input
         self.calls: list[AudioFile] = []
 
     async def start(self) -> None:

@@ -64,6 +64,7 @@ class GatedBackend:
 
     kind = BackendKind.LOCAL
     workers = 1
+    wants_whisper_input = True
 
     def __init__(self, inner: LocalBackend, gate: asyncio.Event) -> None:
         self._inner = inner

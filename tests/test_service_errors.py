@@ -224,6 +224,7 @@ class ExplodingBackend:
 
     kind = BackendKind.LOCAL
     workers = 1
+    wants_whisper_input = False
 
     async def start(self) -> None:
         """Nothing to start."""

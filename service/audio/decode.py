@@ -1,7 +1,8 @@
-"""Decode audio in-process with PyAV: 16 kHz mono float32 for Whisper, FLAC for APIs."""
+"""Decode audio in-process with PyAV: Whisper's input (16 kHz mono), FLAC for APIs."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -9,30 +10,66 @@ import numpy as np
 import numpy.typing as npt
 
 WHISPER_SAMPLE_RATE = 16000
+_INT16_FULL_SCALE = 32768.0
+
+
+def _whisper_resampler() -> av.AudioResampler:
+    """16 kHz mono 16-bit, as Whisper's own loader (ffmpeg -f s16le) produces."""
+    return av.AudioResampler(format="s16", layout="mono", rate=WHISPER_SAMPLE_RATE)
+
+
+class WhisperInputWriter:
+    """Appends decoded frames to a file as Whisper's input: raw 16 kHz mono 16-bit little-endian PCM."""
+
+    def __init__(self, path: Path) -> None:
+        self._resampler = _whisper_resampler()
+        self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+
+    def write(self, frame: av.AudioFrame | None) -> None:
+        """Resample one decoded frame and append it; None flushes what the resampler holds."""
+        if frame is not None:
+            frame.pts = None
+        for out in self._resampler.resample(frame):
+            self._file.write(_int16(out).astype("<i2", copy=False).tobytes())
+
+    def close(self) -> None:
+        """Flush the resampler and close the file."""
+        try:
+            self.write(None)
+        finally:
+            self._file.close()
+
+
+def read_whisper_input(path: Path) -> npt.NDArray[np.float32]:
+    """Samples written by WhisperInputWriter as float32 in [-1, 1], as the engines expect."""
+    samples = np.fromfile(path, dtype="<i2").astype(np.float32)
+    samples /= _INT16_FULL_SCALE
+    return samples
 
 
 def decode_to_whisper_input(path: Path) -> npt.NDArray[np.float32]:
-    """The first audio stream resampled to 16 kHz mono float32 in [-1, 1], as Whisper expects."""
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=WHISPER_SAMPLE_RATE)
-    pieces: list[npt.NDArray[np.float32]] = []
+    """The first audio stream of a file as Whisper's input, float32 in [-1, 1]."""
+    resampler = _whisper_resampler()
+    pieces: list[npt.NDArray[np.int16]] = []
     with av.open(str(path), mode="r", metadata_errors="ignore") as container:
-        stream = container.streams.audio[0]
-        for frame in container.decode(stream):
+        for frame in container.decode(container.streams.audio[0]):
             frame.pts = None
-            pieces.extend(_plane(out) for out in resampler.resample(frame))
-        pieces.extend(_plane(out) for out in resampler.resample(None))
+            pieces.extend(_int16(out) for out in resampler.resample(frame))
+        pieces.extend(_int16(out) for out in resampler.resample(None))
     if not pieces:
         return np.zeros(0, dtype=np.float32)
-    return np.concatenate(pieces)
+    samples = np.concatenate(pieces).astype(np.float32)
+    samples /= _INT16_FULL_SCALE
+    return samples
 
 
-def _plane(frame: av.AudioFrame) -> npt.NDArray[np.float32]:
-    return frame.to_ndarray().reshape(-1).astype(np.float32, copy=False)
+def _int16(frame: av.AudioFrame) -> npt.NDArray[np.int16]:
+    return frame.to_ndarray().reshape(-1).astype(np.int16, copy=False)
 
 
 def transcode_to_flac(src: Path, dst: Path) -> None:
     """Re-encode the first audio stream as 16 kHz mono FLAC (lossless for what Whisper hears)."""
-    resampler = av.AudioResampler(format="s16", layout="mono", rate=WHISPER_SAMPLE_RATE)
+    resampler = _whisper_resampler()
     with (
         av.open(str(src), mode="r", metadata_errors="ignore") as inp,
         av.open(str(dst), mode="w", format="flac") as out,

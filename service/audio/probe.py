@@ -10,6 +10,7 @@ from pathlib import Path
 import av
 import av.error
 
+from service.audio.decode import WhisperInputWriter
 from service.domain import AudioInfo, RawPcmFormat
 from service.errors import AudioTooLong, EmptyAudio, TruncatedAudio, UndecodableAudio
 
@@ -36,8 +37,12 @@ _TRUNCATION_TOLERANCE_SECONDS = 0.5
 _TRUNCATION_TOLERANCE_RATIO = 0.02
 
 
-def probe(path: Path, max_seconds: float) -> AudioInfo:
-    """Decode the whole first audio stream once; raise the domain error that describes what is wrong."""
+def probe(path: Path, max_seconds: float, whisper_input: Path | None = None) -> AudioInfo:
+    """Decode the whole first audio stream once; raise the domain error that describes what is wrong.
+
+    With `whisper_input`, the decoded audio is also written there as Whisper's input (see WhisperInputWriter),
+    so a local backend need not decode the file a second time.
+    """
     size = path.stat().st_size
     if size == 0:
         raise EmptyAudio("the request carries no audio bytes")
@@ -66,7 +71,12 @@ def probe(path: Path, max_seconds: float) -> AudioInfo:
             _check_riff_data_size(path, size)
         elif container.format.name == "ogg":
             _check_ogg_last_page(path, size)
-        decoded = _decoded_seconds(container, stream, max_seconds)
+        writer = WhisperInputWriter(whisper_input) if whisper_input is not None else None
+        try:
+            decoded = _decoded_seconds(container, stream, max_seconds, writer)
+        finally:
+            if writer is not None:
+                writer.close()
         container_name = container.format.name
     if decoded <= 0:
         raise EmptyAudio("the file holds no audio samples")
@@ -141,7 +151,12 @@ def _check_ogg_last_page(path: Path, size: int) -> None:
     raise TruncatedAudio("the Ogg file ends in the middle of a page")
 
 
-def _decoded_seconds(container: av.container.InputContainer, stream: av.AudioStream, max_seconds: float) -> float:
+def _decoded_seconds(
+    container: av.container.InputContainer,
+    stream: av.AudioStream,
+    max_seconds: float,
+    writer: WhisperInputWriter | None,
+) -> float:
     samples = 0
     rate = 0
     try:
@@ -153,6 +168,8 @@ def _decoded_seconds(container: av.container.InputContainer, stream: av.AudioStr
                     f"audio is longer than the limit of {max_seconds:g} seconds",
                     metadata={"limit_seconds": f"{max_seconds:g}"},
                 )
+            if writer is not None:
+                writer.write(frame)
     except av.error.FFmpegError as exc:
         if samples == 0:
             raise UndecodableAudio("the audio could not be decoded") from exc

@@ -13,6 +13,8 @@ class TranscriptionBackend(Protocol):
     kind: BackendKind
     workers: int
     """Calls the backend runs at once; admission allows a bounded queue beyond this."""
+    wants_whisper_input: bool
+    """Whether validation should also write the decoded audio as Whisper's input (AudioFile.whisper_input)."""
 
     async def start(self) -> None:
         """Get ready to serve (load the default model, open clients); raise if that is impossible."""

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.decode import decode_to_whisper_input
+from service.audio.decode import decode_to_whisper_input, read_whisper_input
 from service.domain import (
     AudioFile,
     BackendKind,
@@ -275,6 +275,7 @@ class LocalBackend:
     """Transcribes with Whisper models in this process; the event loop only awaits the pool."""
 
     kind = BackendKind.LOCAL
+    wants_whisper_input = True
 
     def __init__(
         self,
@@ -360,7 +361,7 @@ class LocalBackend:
             cancelled=threading.Event(),
         )
         try:
-            result = await self._run(self._transcribe_sync, spec.name, Path(audio.path), request, deadline)
+            result = await self._run(self._transcribe_sync, spec.name, audio, request, deadline)
         except asyncio.CancelledError:
             assert request.cancelled is not None
             request.cancelled.set()
@@ -375,10 +376,15 @@ class LocalBackend:
             segments=result.segments,
         )
 
-    def _transcribe_sync(self, name: str, path: Path, request: EngineRequest, deadline: float | None) -> EngineResult:
+    def _transcribe_sync(
+        self, name: str, audio: AudioFile, request: EngineRequest, deadline: float | None
+    ) -> EngineResult:
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineTooShort("the deadline passed while the call waited for a worker")
-        samples = decode_to_whisper_input(path)
+        if audio.whisper_input is not None:
+            samples = read_whisper_input(Path(audio.whisper_input))
+        else:
+            samples = decode_to_whisper_input(Path(audio.path))
         model = self.pool.acquire(name)
         try:
             return self._engine.transcribe(model, samples, request)

@@ -60,6 +60,7 @@ class OpenAIBackend:
     """
 
     kind = BackendKind.OPENAI
+    wants_whisper_input = False
 
     def __init__(
         self,

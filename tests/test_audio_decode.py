@@ -1,0 +1,51 @@
+"""Validation decodes each upload once and hands the local engines exactly what decoding the file gives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.audio.decode import WHISPER_SAMPLE_RATE, decode_to_whisper_input, read_whisper_input
+from service.audio.probe import probe
+from service.errors import AudioTooLong
+from tests.conftest import DATA, Fixture
+
+CONTAINERS = [
+    "speech_en.wav",
+    "speech_en_f32.wav",
+    "speech_en.mp3",
+    "speech_en.ogg",
+    "speech_en.webm",
+    "speech_en.m4a",
+    "speech_en.aac",
+    "speech_en.flac",
+    "speech_en_stereo_44k.wav",
+]
+
+
+@pytest.mark.parametrize("name", CONTAINERS)
+def test_samples_written_while_validating_equal_a_separate_decode(
+    name: str, tmp_path: Path, spoken: dict[str, Fixture]
+) -> None:
+    """The 16 kHz mono input probe writes is sample for sample what decode_to_whisper_input returns."""
+    written = tmp_path / "input.s16"
+    info = probe(DATA / name, max_seconds=60, whisper_input=written)
+    samples = read_whisper_input(written)
+    written.unlink()
+    expected = decode_to_whisper_input(DATA / name)
+    assert samples.dtype == np.float32
+    np.testing.assert_array_equal(samples, expected)
+    assert len(samples) / WHISPER_SAMPLE_RATE == pytest.approx(info.duration, abs=0.05)
+    assert info.duration == pytest.approx(spoken[name].duration, abs=0.01)
+    assert 0.05 < float(np.abs(samples).max()) <= 1.0
+
+
+def test_validation_that_fails_still_leaves_a_closed_partial_file(tmp_path: Path) -> None:
+    """Audio over the duration limit is refused mid-decode; the partial input file is closed for its owner to delete."""
+    written = tmp_path / "input.s16"
+    with pytest.raises(AudioTooLong):
+        probe(DATA / "speech_en.flac", max_seconds=2, whisper_input=written)
+    assert 0 < written.stat().st_size < 3 * WHISPER_SAMPLE_RATE * 2
+    written.unlink()
