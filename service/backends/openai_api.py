@@ -132,6 +132,8 @@ class OpenAIBackend:
             with path.open("rb") as fh:
                 upload = (path.name, fh)
                 if options.task is Task.TRANSLATE:
+                    # The SDK marks this endpoint deprecated but names no replacement; it is still the API's only
+                    # way to translate speech to English (whisper-1 and compatible servers).
                     return await client.audio.translations.create(file=upload, **kwargs)
                 language = primary_language(options.language)
                 if language:
