@@ -1,8 +1,9 @@
-"""Small assertions shared by the end-to-end tests."""
+"""Small assertions and builders shared by the end-to-end tests and the benchmarks."""
 
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
@@ -55,3 +56,19 @@ def error_details(error: grpc.aio.AioRpcError) -> tuple[error_details_pb2.ErrorI
     assert infos == 1, "exactly one ErrorInfo is expected"
     assert info.domain == "transcribe.v1"
     return info, violations
+
+
+def wav_header(*, channels: int, rate: int, data_bytes: int, bits: int = 16, format_tag: int = 1) -> bytes:
+    """A 44-byte RIFF/WAVE header that says whatever it is told, true or not."""
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block, block, bits)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + data_bytes)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"data"
+        + struct.pack("<I", data_bytes)
+    )

@@ -11,7 +11,6 @@ import asyncio
 import collections
 import io
 import random
-import struct
 import time
 import wave
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -34,7 +33,7 @@ from service.server.app import create_server
 from service.settings import Settings
 from service.transcriber import Transcriber
 from tests.conftest import DATA, StartServer
-from tests.helpers import assert_has_words, error_details
+from tests.helpers import assert_has_words, error_details, wav_header
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -130,22 +129,6 @@ def wav_file(samples: npt.NDArray[np.int16], channels: int, rate: int) -> bytes:
         wav.setframerate(rate)
         wav.writeframes(samples.astype("<i2").tobytes())
     return out.getvalue()
-
-
-def wav_header(*, channels: int, rate: int, data_bytes: int, bits: int = 16, format_tag: int = 1) -> bytes:
-    """A 44-byte RIFF/WAVE header that says whatever it is told, true or not."""
-    block = channels * bits // 8
-    fmt = struct.pack("<HHIIHH", format_tag, channels, rate, rate * block, block, bits)
-    return (
-        b"RIFF"
-        + struct.pack("<I", 36 + data_bytes)
-        + b"WAVE"
-        + b"fmt "
-        + struct.pack("<I", len(fmt))
-        + fmt
-        + b"data"
-        + struct.pack("<I", data_bytes)
-    )
 
 
 def speech_wav_lying(**header: int) -> bytes:

@@ -1,0 +1,1 @@
+"""Benchmarks of the transcribe service (not tests): run with `make bench` or `python -m bench`."""

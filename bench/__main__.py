@@ -1,0 +1,73 @@
+"""`python -m bench`: run the benchmark sections and write bench/results/*.json and RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench import concurrency, engines, overhead, upload
+from bench.common import GIB, MIB, RESULTS, load_clips, say, write_json
+from bench.machine import describe, load_average
+from bench.report import SECTIONS, render
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse options, run the chosen sections one after another, then render the report."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="60 s clip only and fewer repetitions: a fast smoke run")
+    parser.add_argument(
+        "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: {','.join(SECTIONS)})"
+    )
+    parser.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results folder (default: bench/results, or bench/results/quick with --quick)",
+    )
+    args = parser.parse_args(argv)
+    chosen = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s): {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    output: Path = args.output or (RESULTS / "quick" if args.quick else RESULTS)
+
+    clips = load_clips()
+    short, long = clips["60s"], clips["5min"]
+    main_clip = short if args.quick else long
+    runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "engines": lambda: engines.run(
+            [short] if args.quick else [short, long], {"60s": 1 if args.quick else 3, "5min": 2}
+        ),
+        "overhead": lambda: overhead.run(main_clip, rounds=2 if args.quick else 8),
+        "concurrency": lambda: concurrency.run(short, [1, 2, 4, 8], requests_per_level=4 if args.quick else 12),
+        "upload": lambda: upload.run(short, total=256 * MIB if args.quick else GIB),
+    }
+    say(f"running {', '.join(name for name in SECTIONS if name in chosen)}; results in {output}")
+    for name in SECTIONS:
+        if name not in chosen:
+            continue
+        machine = describe()
+        started = time.perf_counter()
+        result = runners[name]()
+        write_json(
+            output / f"{name}.json",
+            {
+                "section": name,
+                "quick": args.quick,
+                "machine": machine,
+                "load_average_at_end": load_average(),
+                "elapsed_seconds": time.perf_counter() - started,
+                "result": result,
+            },
+        )
+        say(f"{name}: done in {(time.perf_counter() - started) / 60:.1f} min")
+    report = output / "RESULTS.md"
+    report.write_text(render(output))
+    say(f"wrote {report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Checked-in benchmark audio, its reference texts, and the script that made them."""

@@ -1,0 +1,167 @@
+"""Run the real server (`python -m service`) in a subprocess and talk to it over gRPC."""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bench.common import MODEL_CACHE, REPO, say
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
+
+_LISTENING = re.compile(r"listening on (\S+):(\d+)")
+STARTUP_TIMEOUT_SECONDS = 180.0
+STREAM_CHUNK_BYTES = 256 * 1024  # the Python client's default chunk size
+
+
+def server_env(**settings: str) -> dict[str, str]:
+    """The environment of a benchmark server: loopback, a free port, the repo's model cache, plus settings."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "TRANSCRIBE_HOST": "127.0.0.1",
+            "TRANSCRIBE_PORT": "0",
+            "TRANSCRIBE_MODEL_CACHE_DIR": str(MODEL_CACHE),
+            "TRANSCRIBE_GRACE_PERIOD_SECONDS": "2",
+            "TRANSCRIBE_LOG_LEVEL": "INFO",
+        }
+    )
+    env.update({f"TRANSCRIBE_{name.upper()}": value for name, value in settings.items()})
+    return env
+
+
+class ServerProcess:
+    """`python -m service` with the given settings; entering waits until it reports SERVING."""
+
+    def __init__(self, settings: Mapping[str, str] | None = None) -> None:
+        self._env = server_env(**(settings or {}))
+        self._process: subprocess.Popen[str] | None = None
+        self._port: int | None = None
+        self._listening = threading.Event()
+        self._log: collections.deque[str] = collections.deque(maxlen=200)
+        self.channel: grpc.Channel | None = None
+        self.startup_seconds = 0.0
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def target(self) -> str:
+        """host:port to connect to."""
+        assert self._port is not None
+        return f"127.0.0.1:{self._port}"
+
+    @property
+    def stub(self) -> pb_grpc.TranscribeServiceStub:
+        """A TranscribeService stub on the shared channel."""
+        assert self.channel is not None
+        return pb_grpc.TranscribeServiceStub(self.channel)
+
+    def log_tail(self) -> str:
+        """The last lines the server wrote to stderr."""
+        return "\n".join(self._log)
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            self._log.append(line.rstrip())
+            match = _LISTENING.search(line)
+            if match and self._port is None:
+                self._port = int(match[2])
+                self._listening.set()
+
+    def __enter__(self) -> ServerProcess:
+        started = time.perf_counter()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "service"],
+            cwd=REPO,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read_stderr, name="server-log", daemon=True).start()
+        try:
+            self._wait_serving(started + STARTUP_TIMEOUT_SECONDS)
+        except BaseException:
+            self._stop()
+            raise
+        self.startup_seconds = time.perf_counter() - started
+        say(f"server pid {self.pid} serving on {self.target} after {self.startup_seconds:.1f} s")
+        return self
+
+    def _wait_serving(self, deadline: float) -> None:
+        assert self._process is not None
+        while not self._listening.wait(0.1):
+            if self._process.poll() is not None or time.perf_counter() > deadline:
+                raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
+        self.channel = grpc.insecure_channel(
+            self.target,
+            options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
+        )
+        health = health_pb2_grpc.HealthStub(self.channel)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        while time.perf_counter() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the server exited:\n{self.log_tail()}")
+            try:
+                reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+                if reply.status == serving:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"the server did not report SERVING:\n{self.log_tail()}")
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
+        self._stop()
+
+    def _stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def unary(stub: pb_grpc.TranscribeServiceStub, content: bytes) -> pb.Transcript:
+    """Transcribe a whole file in one message with the server's default config."""
+    request = pb.TranscribeRequest(config=pb.TranscriptionConfig(), content=content)
+    response: pb.TranscribeResponse = stub.Transcribe(request, timeout=3600)
+    return response.transcript
+
+
+def stream_requests(content: bytes, chunk: int = STREAM_CHUNK_BYTES) -> Iterator[pb.TranscribeStreamRequest]:
+    """The config, then the file in chunks."""
+    yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig())
+    view = memoryview(content)
+    for offset in range(0, len(content), chunk):
+        yield pb.TranscribeStreamRequest(audio_content=bytes(view[offset : offset + chunk]))
+
+
+def streaming(stub: pb_grpc.TranscribeServiceStub, content: bytes) -> pb.Transcript:
+    """Transcribe a file uploaded in chunks with TranscribeStream."""
+    response: pb.TranscribeStreamResponse = stub.TranscribeStream(stream_requests(content), timeout=3600)
+    return response.transcript
