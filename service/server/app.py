@@ -23,6 +23,7 @@ def create_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     keepalive_ms = int(settings.keepalive_time_seconds * 1000)
+    # The call interceptor comes first, so it wraps the handlers later interceptors return and maps their errors.
     interceptors: list[grpc.aio.ServerInterceptor] = [
         CallInterceptor(metrics, Linger(settings.stream_linger_seconds, settings.stream_linger_bytes))
     ]

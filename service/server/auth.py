@@ -61,7 +61,8 @@ def _refusing(handler: Handler, problem: str) -> Handler:
     status = to_status(error)
 
     async def refuse(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        # The call interceptor wraps this handler: it maps the error, logs the call and lingers on a stream.
+        raise error
 
     async def refuse_stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         await context.abort(status.code, status.details, status.trailing_metadata)
