@@ -28,7 +28,7 @@ run: install
 	$(PY) -m service
 
 ## The full test suite.
-test: install
+test: install $(BUF)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Regenerate the Python code from the proto (messages, gRPC stubs, typed stubs).
