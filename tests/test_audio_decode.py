@@ -11,21 +11,10 @@ from service.audio.decode import WHISPER_SAMPLE_RATE, decode_to_whisper_input, r
 from service.audio.probe import probe
 from service.errors import AudioTooLong
 from tests.conftest import DATA, Fixture
-
-CONTAINERS = [
-    "speech_en.wav",
-    "speech_en_f32.wav",
-    "speech_en.mp3",
-    "speech_en.ogg",
-    "speech_en.webm",
-    "speech_en.m4a",
-    "speech_en.aac",
-    "speech_en.flac",
-    "speech_en_stereo_44k.wav",
-]
+from tests.test_service_local import ENGLISH_FORMATS
 
 
-@pytest.mark.parametrize("name", CONTAINERS)
+@pytest.mark.parametrize("name", ENGLISH_FORMATS)
 def test_samples_written_while_validating_equal_a_separate_decode(
     name: str, tmp_path: Path, spoken: dict[str, Fixture]
 ) -> None:
