@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.decode import decode_to_whisper_input, read_whisper_input
+from service.audio.decode import read_whisper_input
 from service.domain import (
     AudioFile,
     BackendKind,
@@ -381,10 +381,8 @@ class LocalBackend:
     ) -> EngineResult:
         if deadline is not None and time.monotonic() >= deadline:
             raise DeadlineTooShort("the deadline passed while the call waited for a worker")
-        if audio.whisper_input is not None:
-            samples = read_whisper_input(Path(audio.whisper_input))
-        else:
-            samples = decode_to_whisper_input(Path(audio.path))
+        assert audio.whisper_input is not None, "validation writes the input of backends that want it"
+        samples = read_whisper_input(Path(audio.whisper_input))
         model = self.pool.acquire(name)
         try:
             return self._engine.transcribe(model, samples, request)
