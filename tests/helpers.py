@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import re
 import struct
 from collections.abc import AsyncIterator, Iterable
@@ -10,6 +12,7 @@ import grpc
 from google.rpc import error_details_pb2, status_pb2
 
 from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 CHUNK = 64 * 1024
 
@@ -72,3 +75,27 @@ def wav_header(*, channels: int, rate: int, data_bytes: int, bits: int = 16, for
         + b"data"
         + struct.pack("<I", data_bytes)
     )
+
+
+async def statuses_of_refused_uploads(
+    stub: pb_grpc.TranscribeServiceAsyncStub, *, rounds: int = 5, concurrency: int = 16
+) -> collections.Counter[tuple[grpc.StatusCode, str]]:
+    """Code and ErrorInfo reason of `rounds` x `concurrency` concurrent 2 MiB uploads the server refuses.
+
+    The server refuses them while their clients are still writing, the case in which grpcio's asyncio client can
+    lose the status to INTERNAL (https://github.com/grpc/grpc/issues/36066); an INTERNAL comes with no reason.
+    """
+
+    async def refused() -> tuple[grpc.StatusCode, str]:
+        try:
+            await stub.TranscribeStream(stream_of(pb.TranscriptionConfig(), bytes(2 * 1024 * 1024)), timeout=60)
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.INTERNAL:
+                return error.code(), ""
+            return error.code(), error_details(error)[0].reason
+        raise AssertionError("the upload was not refused")
+
+    outcomes: collections.Counter[tuple[grpc.StatusCode, str]] = collections.Counter()
+    for _ in range(rounds):
+        outcomes.update(await asyncio.gather(*(refused() for _ in range(concurrency))))
+    return outcomes

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc
@@ -14,7 +12,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.certs import Pki, make_pki
 from tests.conftest import DATA, StartServer
-from tests.helpers import error_details
+from tests.helpers import error_details, statuses_of_refused_uploads
 from tests.test_grpcurl import grpcurl
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
@@ -55,23 +53,8 @@ async def test_calls_without_a_valid_token_are_unauthenticated(
 async def test_unauthenticated_uploads_get_unauthenticated_every_time(start_server: StartServer) -> None:
     """Streams refused for their credentials while still sending get UNAUTHENTICATED, never INTERNAL (grpc#36066)."""
     server = await start_server(auth_tokens=TOKEN)
-    chunks = [bytes(64 * 1024)] * 32
-
-    async def requests() -> AsyncIterator[pb.TranscribeStreamRequest]:
-        yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig())
-        for chunk in chunks:
-            yield pb.TranscribeStreamRequest(audio_content=chunk)
-
-    async def refused() -> tuple[grpc.StatusCode, str]:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await server.stub.TranscribeStream(requests(), timeout=60)
-        details = error_details(caught.value) if caught.value.code() != grpc.StatusCode.INTERNAL else None
-        return caught.value.code(), details[0].reason if details else ""
-
-    outcomes = []
-    for _ in range(5):
-        outcomes += await asyncio.gather(*(refused() for _ in range(16)))
-    assert collections.Counter(outcomes) == {(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"): 80}
+    outcomes = await statuses_of_refused_uploads(server.stub)
+    assert outcomes == {(grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"): 80}
 
 
 async def test_health_stays_open_and_reflection_follows_auth(start_server: StartServer) -> None:
