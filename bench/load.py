@@ -49,14 +49,12 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
+from bench.common import MODEL_CACHE, REPO, RESULTS, percentile, proc_status_kib
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
-RESULTS = REPO / "bench" / "results"
-MODEL_CACHE = REPO / ".cache" / "models"
 API_LATENCY_SECONDS = 0.3
 HEALTH_INTERVAL_SECONDS = 0.05
 HEALTH_P99_TARGET_MS = 50.0
@@ -163,14 +161,6 @@ def local_payloads() -> list[Payload]:
 
 
 # -- the server process ---------------------------------------------------------------------------------------------
-
-
-def rss_kib(pid: int) -> int:
-    """Resident set size of a process, in KiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no VmRSS for process {pid}")
 
 
 def upload_files(temp_dir: Path) -> list[Path]:
@@ -366,12 +356,17 @@ async def watch_uploads(server: ServerProcess, stop: asyncio.Event) -> None:
             await asyncio.wait_for(stop.wait(), 0.25)
 
 
+def vm_rss_kib(pid: int) -> int:
+    """Resident set size of a process, in KiB."""
+    return proc_status_kib(pid, "VmRSS")
+
+
 # -- the run --------------------------------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    """The q-th percentile (linear interpolation), or None without values."""
-    return float(np.percentile(np.asarray(values), q)) if values else None
+def latency_ms(seconds: list[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of latencies in seconds, as milliseconds rounded to 0.1; None without values."""
+    return {f"p{q}": round(percentile(seconds, q / 100) * 1000, 1) if seconds else None for q in (50, 95, 99)}
 
 
 def summarize(calls: list[Call], elapsed: float) -> dict[str, Any]:
@@ -383,9 +378,7 @@ def summarize(calls: list[Call], elapsed: float) -> dict[str, Any]:
             "calls": len(subset),
             "ok": len(ok),
             "throughput_ok_per_s": round(len(ok) / elapsed, 2) if elapsed else None,
-            "latency_ok_ms": {
-                f"p{q}": None if (v := percentile(ok, q)) is None else round(v * 1000, 1) for q in (50, 95, 99)
-            },
+            "latency_ok_ms": latency_ms(ok),
             "codes": dict(Counter(c.code for c in subset).most_common()),
             "reasons": dict(Counter(f"{c.code}/{c.reason}" for c in subset if c.code != "OK").most_common()),
         }
@@ -404,10 +397,10 @@ def summarize(calls: list[Call], elapsed: float) -> dict[str, Any]:
 async def settle_rss(pid: int, idle: int, within: float = 20.0) -> int:
     """Poll RSS for up to `within` seconds until it is back within the tolerance; returns the last reading."""
     deadline = time.monotonic() + within
-    reading = rss_kib(pid)
+    reading = vm_rss_kib(pid)
     while reading > idle * (1 + RSS_TOLERANCE) and time.monotonic() < deadline:
         await asyncio.sleep(0.5)
-        reading = rss_kib(pid)
+        reading = vm_rss_kib(pid)
     return reading
 
 
@@ -446,7 +439,7 @@ async def run(options: Options) -> dict[str, Any]:
                         code, reason, _ = await one_call(stub, backend, payload)
                         if code != "OK":
                             raise RuntimeError(f"warm-up call {payload.name} failed: {code} {reason}")
-            rss_cold = rss_kib(server.process.pid)
+            rss_cold = vm_rss_kib(server.process.pid)
             await clients(WARM_BURST_SECONDS, [])
             rss_idle = await settle_rss(server.process.pid, rss_cold)
 
@@ -463,7 +456,7 @@ async def run(options: Options) -> dict[str, Any]:
             await watcher
 
             files_after_drain = [str(p) for p in upload_files(server.temp_dir)]
-            rss_after_load = rss_kib(server.process.pid)
+            rss_after_load = vm_rss_kib(server.process.pid)
             rss_after = await settle_rss(server.process.pid, rss_idle)
         finally:
             exit_code = stop_server(server)
@@ -474,7 +467,7 @@ async def run(options: Options) -> dict[str, Any]:
 
     summary = summarize(calls, elapsed)
     health_ms = [v * 1000 for v in latencies]
-    health_p99 = percentile(health_ms, 99)
+    health_p99 = percentile(health_ms, 0.99) if health_ms else None
     sent = server_codes(log_text)
     unexpected = [c for c in calls if c.code not in ALLOWED_CODES]
     targets = {
@@ -522,17 +515,12 @@ async def run(options: Options) -> dict[str, Any]:
         "health_idle": {
             "checks": len(idle_health[0]),
             "failures": idle_health[1],
-            "latency_ms": {
-                f"p{q}": None if (v := percentile([x * 1000 for x in idle_health[0]], q)) is None else round(v, 1)
-                for q in (50, 95, 99)
-            },
+            "latency_ms": latency_ms(idle_health[0]),
         },
         "health": {
             "checks": len(health_ms),
             "failures": health_failures,
-            "latency_ms": {
-                f"p{q}": None if (v := percentile(health_ms, q)) is None else round(v, 1) for q in (50, 95, 99)
-            },
+            "latency_ms": latency_ms(latencies),
             "max_ms": round(max(health_ms), 1) if health_ms else None,
         },
         "uploads_on_disk_peak": server.upload_peak,
