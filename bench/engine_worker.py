@@ -42,12 +42,12 @@ class EngineConfig:
 def build_engine(config: EngineConfig) -> Any:
     """The service's own engine class for this configuration."""
     if config.engine == "openai-whisper":
-        from service.backends.openai_whisper_engine import OpenAIWhisperEngine
+        from service.engines.openai_whisper import OpenAIWhisperEngine
 
         return OpenAIWhisperEngine(
             cache_dir=MODEL_CACHE, replicas=1, cpu_threads=config.threads, beam_size=config.beam_size
         )
-    from service.backends.faster_whisper_engine import FasterWhisperEngine
+    from service.engines.faster_whisper import FasterWhisperEngine
 
     batched = config.mode == "batched"
     return FasterWhisperEngine(
@@ -65,16 +65,16 @@ def build_engine(config: EngineConfig) -> Any:
 def run(config: EngineConfig, clip_path: str, reference: str, repeats: int) -> dict[str, Any]:
     """Load the model, warm it up on the first seconds of the clip, then time whole-clip transcriptions."""
     from service.audio.decode import WHISPER_SAMPLE_RATE, decode_to_whisper_input
-    from service.backends.local import EngineRequest, ModelSpec
     from service.domain import Task
-    from service.models.bundled import BUNDLED_TINY_EN, tiny_en_ct2_dir
+    from service.engines.base import EngineRequest, ModelSpec
+    from service.engines.bundled import BUNDLED_TINY_EN, tiny_en_ct2_dir
 
     started = time.perf_counter()
     if config.engine == "openai-whisper":
         import torch
         import whisper
 
-        from service.models.ct2_checkpoint import openai_whisper_checkpoint
+        from service.engines.ct2_checkpoint import openai_whisper_checkpoint
 
         # Convert the bundled model once, outside the timed load (a server does it once per cache).
         openai_whisper_checkpoint(tiny_en_ct2_dir(), MODEL_CACHE, BUNDLED_TINY_EN)
@@ -87,7 +87,7 @@ def run(config: EngineConfig, clip_path: str, reference: str, repeats: int) -> d
     import_seconds = time.perf_counter() - started
 
     engine = build_engine(config)
-    spec = ModelSpec(name=BUNDLED_TINY_EN, source=BUNDLED_TINY_EN, multilingual=False, ct2_dir=tiny_en_ct2_dir())
+    spec = ModelSpec(name=BUNDLED_TINY_EN, source=BUNDLED_TINY_EN, multilingual=False, ct2_dir=tiny_en_ct2_dir)
     started = time.perf_counter()
     model = engine.load(spec)
     load_seconds = time.perf_counter() - started

@@ -23,12 +23,12 @@ SETTLE_SECONDS = 1.0
 
 def direct_worker(clip_path: str, requests: multiprocessing.connection.Connection) -> None:
     """In a process of its own: load the server's engine with the server's settings, then time direct calls."""
-    from service.__main__ import build_local_engine
     from service.audio.decode import decode_to_whisper_input
-    from service.backends.local import EngineRequest
     from service.domain import Task
-    from service.models.registry import local_model_specs
+    from service.engines.base import EngineRequest
+    from service.engines.catalog import local_model_specs
     from service.settings import Settings
+    from service.wiring import build_local_engine
 
     settings = Settings(model_cache_dir=MODEL_CACHE)
     engine = build_local_engine(settings)

@@ -18,9 +18,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from service.models.bundled import BUNDLED_TINY_EN
-from service.models.ct2_checkpoint import openai_whisper_checkpoint
-from service.models.registry import local_model_specs
+from service.engines.bundled import BUNDLED_TINY_EN
+from service.engines.catalog import local_model_specs
+from service.engines.ct2_checkpoint import openai_whisper_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 
 class BackendKind(enum.Enum):
@@ -68,6 +69,15 @@ class Segment:
     avg_logprob: float = 0.0
     no_speech_prob: float = 0.0
 
+    def shifted(self, seconds: float) -> Segment:
+        """The same segment with its and its words' times moved by `seconds`."""
+        return replace(
+            self,
+            start=self.start + seconds,
+            end=self.end + seconds,
+            words=tuple(replace(w, start=w.start + seconds, end=w.end + seconds) for w in self.words),
+        )
+
 
 @dataclass(frozen=True)
 class Transcript:
@@ -114,5 +124,9 @@ class AudioFile:
 
     path: str
     info: AudioInfo
-    whisper_input: str | None = None
-    """The audio as Whisper's input (16 kHz mono 16-bit PCM), written while validating when the backend asked."""
+    whisper_input: str
+    """The audio as Whisper's input (16 kHz mono 16-bit PCM), written while validating."""
+
+
+Progress = Callable[[float, float], None]
+"""Called with (audio seconds done, audio seconds in all) while a recording is transcribed."""

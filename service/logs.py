@@ -6,7 +6,7 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from service.server.interceptors import request_id
+from service.calls.context import request_id
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and belongs in the JSON.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "request_id"}

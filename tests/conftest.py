@@ -13,19 +13,20 @@ import grpc
 import pytest
 from grpc_health.v1 import health
 
-from service.__main__ import build_app
 from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
-from service.backends.faster_whisper_engine import FasterWhisperEngine
 from service.backends.local import LocalBackend
 from service.backends.openai_api import OpenAIBackend
-from service.backends.openai_whisper_engine import OpenAIWhisperEngine
+from service.calls.log import CallRecorder
+from service.calls.metrics import CallMetrics
+from service.core.transcriber import Transcriber
 from service.domain import BackendKind
-from service.models.registry import local_model_specs
-from service.server.app import create_server, set_serving
-from service.server.metrics import CallMetrics
+from service.engines.catalog import local_model_specs
+from service.engines.faster_whisper import FasterWhisperEngine
+from service.engines.openai_whisper import OpenAIWhisperEngine
+from service.faces.grpc.app import create_server, set_serving
 from service.settings import Settings
-from service.transcriber import Transcriber
+from service.wiring import build_app
 from tests.fakes.openai_server import FakeOpenAIServer
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -145,7 +146,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIter
         store, transcriber = app.store, app.transcriber
         store.open()
         metrics = CallMetrics(transcriber)
-        server, port, health_servicer = create_server(settings, transcriber, metrics)
+        server, port, health_servicer = create_server(settings, transcriber, CallRecorder(metrics))
         await server.start()
         await transcriber.start()
         await set_serving(health_servicer, serving=True)

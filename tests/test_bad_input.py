@@ -23,14 +23,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from service.__main__ import build_app
 from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
 from service.backends.local import LocalBackend
+from service.core.transcriber import Transcriber
 from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
-from service.server.app import create_server
+from service.faces.grpc.app import create_server
 from service.settings import Settings
-from service.transcriber import Transcriber
+from service.wiring import build_app
 from tests.conftest import DATA, StartServer
 from tests.helpers import assert_has_words, error_details, statuses_of_refused_uploads, wav_header
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -361,7 +361,7 @@ async def shared(tmp_path_factory: pytest.TempPathFactory, local_backend: LocalB
     backend = RecordingBackend(local_backend)
     app = build_app(settings, {BackendKind.LOCAL: backend})
     app.store.open()
-    server, port, _ = create_server(settings, app.transcriber)
+    server, port, _ = create_server(settings, app.transcriber, app.recorder)
     await server.start()
     await app.transcriber.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)])

@@ -21,10 +21,11 @@ import numpy.typing as npt
 import pytest
 
 from service.audio.store import Upload, UploadStore
-from service.backends.faster_whisper_engine import FasterWhisperEngine
-from service.backends.local import EngineRequest, EngineResult, LocalBackend, ModelSpec
+from service.backends.local import LocalBackend
 from service.domain import BackendKind
-from service.models.registry import local_model_specs
+from service.engines.base import EngineRequest, EngineResult, ModelSpec
+from service.engines.catalog import local_model_specs
+from service.engines.faster_whisper import FasterWhisperEngine
 from tests.conftest import DATA, MODEL_CACHE, REPO, RunningServer, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.helpers import assert_has_words

@@ -14,14 +14,14 @@ import numpy.typing as npt
 import pytest
 import torch
 
-from service.models.bundled import (
+from service.engines.bundled import (
     BUNDLED_BASE,
     BUNDLED_TINY_EN,
     base_ct2_dir,
     bundled_ct2_dir,
     tiny_en_ct2_dir,
 )
-from service.models.ct2_checkpoint import (
+from service.engines.ct2_checkpoint import (
     alignment_heads_dump,
     ct2_alignment_heads,
     openai_whisper_checkpoint,

@@ -6,7 +6,7 @@ import re
 
 from pydantic import AliasChoices
 
-from service.server.errors import STATUS_CODES
+from service.faces.grpc.errors import STATUS_CODES
 from service.settings import Settings
 from tests.conftest import REPO
 

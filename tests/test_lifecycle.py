@@ -15,11 +15,12 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from service.__main__ import build_app, serve
+from service.__main__ import serve
 from service.audio.store import UploadStore
 from service.backends.local import LocalBackend
 from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
 from service.settings import Settings
+from service.wiring import build_app
 from tests.conftest import DATA, MODEL_CACHE, REPO
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from transcribe.v1 import transcribe_service_pb2 as pb

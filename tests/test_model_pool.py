@@ -8,7 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import numpy.typing as npt
 
-from service.backends.local import EngineRequest, EngineResult, ModelPool, ModelSpec
+from service.engines.base import EngineRequest, EngineResult, ModelSpec
+from service.engines.pool import ModelPool
 
 
 class CountingEngine:

@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from pydantic import SecretStr
 
-from service.__main__ import App, build_app
 from service.domain import BackendKind
-from service.server.app import create_server
+from service.faces.grpc.app import create_server
 from service.settings import Settings
+from service.wiring import App, build_app
 from tests.conftest import DATA, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -226,7 +226,7 @@ class ThreadedServer:
     async def _start(self) -> None:
         self.app = build_app(self._settings, {BackendKind.OPENAI: openai_backend_for(self._fake)})
         self.app.store.open()
-        self._server, port, _ = create_server(self._settings, self.app.transcriber)
+        self._server, port, _ = create_server(self._settings, self.app.transcriber, self.app.recorder)
         await self._server.start()
         await self.app.transcriber.start()
         self.target = f"127.0.0.1:{port}"

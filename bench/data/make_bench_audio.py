@@ -169,7 +169,7 @@ def check(references: dict[str, Any]) -> None:
     from faster_whisper import WhisperModel
 
     from bench.wer import word_error_rate
-    from service.models.bundled import tiny_en_ct2_dir
+    from service.engines.bundled import tiny_en_ct2_dir
 
     model = WhisperModel(str(tiny_en_ct2_dir()), device="cpu", compute_type="int8")
     for entry in references["clips"]:

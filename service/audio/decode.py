@@ -40,11 +40,30 @@ class WhisperInputWriter:
             self._file.close()
 
 
-def read_whisper_input(path: Path) -> npt.NDArray[np.float32]:
-    """Samples written by WhisperInputWriter as float32 in [-1, 1], as the engines expect."""
-    samples = np.fromfile(path, dtype="<i2").astype(np.float32)
+def read_whisper_input(path: Path, start: float = 0.0, end: float | None = None) -> npt.NDArray[np.float32]:
+    """Samples written by WhisperInputWriter, from `start` to `end` seconds, as float32 in [-1, 1]."""
+    first = max(0, round(start * WHISPER_SAMPLE_RATE))
+    count = -1 if end is None else max(0, round(end * WHISPER_SAMPLE_RATE) - first)
+    samples = np.fromfile(path, dtype="<i2", count=count, offset=2 * first).astype(np.float32)
     samples /= _INT16_FULL_SCALE
     return samples
+
+
+def whisper_input_seconds(path: Path) -> float:
+    """How long the audio in a file written by WhisperInputWriter lasts."""
+    return path.stat().st_size / (2 * WHISPER_SAMPLE_RATE)
+
+
+def encode_flac(samples: npt.NDArray[np.float32], dst: Path) -> None:
+    """Write 16 kHz mono samples as a FLAC file (lossless for what Whisper hears)."""
+    pcm = np.clip(np.round(samples * _INT16_FULL_SCALE), -32768, 32767).astype(np.int16).reshape(1, -1)
+    with av.open(str(dst), mode="w", format="flac") as out:
+        encoder = out.add_stream("flac", rate=WHISPER_SAMPLE_RATE, layout="mono")
+        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
+        frame.sample_rate = WHISPER_SAMPLE_RATE
+        for packet in encoder.encode(frame):
+            out.mux(packet)
+        out.mux(encoder.encode(None))
 
 
 def decode_to_whisper_input(path: Path) -> npt.NDArray[np.float32]:

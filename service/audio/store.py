@@ -105,20 +105,18 @@ class Upload:
                 metadata={"limit_bytes": str(self.max_bytes)},
             )
         self.size += len(chunk)
+        if len(chunk) >= _FLUSH_BYTES:
+            await self._flush()
+            await asyncio.to_thread(_write_all, self._require_fd(), chunk)
+            return
         self._buffer += chunk
         if len(self._buffer) >= _FLUSH_BYTES:
             await self._flush()
 
-    def write_now(self, data: bytes) -> None:
-        """Write a whole payload at once, from a worker thread (unary uploads)."""
-        if self.size + len(data) > self.max_bytes:
-            raise AudioTooLarge(
-                f"audio is larger than the limit of {self.max_bytes} bytes",
-                metadata={"limit_bytes": str(self.max_bytes)},
-            )
-        assert self._fd is not None
-        self.size += len(data)
-        _write_all(self._fd, data)
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError("the upload is already finished")
+        return self._fd
 
     async def finish(self) -> None:
         """Flush what is buffered and close the file."""

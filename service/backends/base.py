@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
+from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 
 
 class TranscriptionBackend(Protocol):
@@ -13,8 +13,6 @@ class TranscriptionBackend(Protocol):
     kind: BackendKind
     workers: int
     """Calls the backend runs at once; admission allows a bounded queue beyond this."""
-    wants_whisper_input: bool
-    """Whether validation should also write the decoded audio as Whisper's input (AudioFile.whisper_input)."""
 
     async def start(self) -> None:
         """Get ready to serve (load the default model, open clients); raise if that is impossible."""
@@ -25,11 +23,16 @@ class TranscriptionBackend(Protocol):
         ...
 
     async def transcribe(
-        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> Transcript:
         """Transcribe a validated file; `deadline` is the caller's, on the time.monotonic() clock.
 
-        Files derived from the upload (a re-encoded copy, say) go next to it and are deleted by the backend.
+        `progress` is called on the event loop as audio seconds are done. Files derived from the upload (a
+        re-encoded piece, say) go next to it and are deleted by the backend.
         """
         ...
 

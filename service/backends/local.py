@@ -1,297 +1,78 @@
-"""The local backend: Whisper models in this process, on a bounded thread pool, via a pluggable engine."""
+"""The local backend: Whisper models in this process; long recordings go through in windows on shared workers."""
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import bisect
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 
-from service.audio.decode import read_whisper_input
+from service.audio.decode import WHISPER_SAMPLE_RATE, read_whisper_input
+from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, speech_probabilities, speech_spans
+from service.backends.workers import FairWorkerPool, WorkerJob
 from service.domain import (
     AudioFile,
     BackendKind,
     ModelDescription,
+    Progress,
     Segment,
     Task,
     Transcript,
     TranscriptionOptions,
     primary_language,
 )
+from service.engines.base import Clip, EngineRequest, EngineResult, LocalEngine, ModelSpec, ModelT
+from service.engines.languages import whisper_languages
+from service.engines.pool import ModelPool
 from service.errors import BackendNotReady, DeadlineTooShort, FieldViolation, InvalidConfig, ModelNotFound
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
 
-# Codes Whisper knows (the multilingual models' language tokens).
-WHISPER_LANGUAGES = frozenset(
-    [
-        "en",
-        "zh",
-        "de",
-        "es",
-        "ru",
-        "ko",
-        "fr",
-        "ja",
-        "pt",
-        "tr",
-        "pl",
-        "ca",
-        "nl",
-        "ar",
-        "sv",
-        "it",
-        "id",
-        "hi",
-        "fi",
-        "vi",
-        "he",
-        "uk",
-        "el",
-        "ms",
-        "cs",
-        "ro",
-        "da",
-        "hu",
-        "ta",
-        "no",
-        "th",
-        "ur",
-        "hr",
-        "bg",
-        "lt",
-        "la",
-        "mi",
-        "ml",
-        "cy",
-        "sk",
-        "te",
-        "fa",
-        "lv",
-        "bn",
-        "sr",
-        "az",
-        "sl",
-        "kn",
-        "et",
-        "mk",
-        "br",
-        "eu",
-        "is",
-        "hy",
-        "ne",
-        "mn",
-        "bs",
-        "kk",
-        "sq",
-        "sw",
-        "gl",
-        "mr",
-        "pa",
-        "si",
-        "km",
-        "sn",
-        "yo",
-        "so",
-        "af",
-        "oc",
-        "ka",
-        "be",
-        "tg",
-        "sd",
-        "gu",
-        "am",
-        "yi",
-        "lo",
-        "uz",
-        "fo",
-        "ht",
-        "ps",
-        "tk",
-        "nn",
-        "mt",
-        "sa",
-        "lb",
-        "my",
-        "bo",
-        "tl",
-        "mg",
-        "as",
-        "tt",
-        "haw",
-        "ln",
-        "ha",
-        "ba",
-        "jw",
-        "su",
-        "yue",
-    ]
-)
+CLIP_SECONDS = 30.0
+"""Whisper's window: the longest clip an engine is given."""
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """A model the local backend can serve: its name, where it comes from and what it understands."""
+class LocalBackend(Generic[ModelT]):
+    """Transcribes with Whisper models in this process; the event loop only awaits the worker threads.
 
-    name: str
-    source: str
-    """A model name the engine's own loader resolves, or a file or folder path."""
-    multilingual: bool
-    ct2_dir: Path | None = None
-    """The CTranslate2 folder of a bundled model (converted for openai-whisper)."""
-
-
-@dataclass(frozen=True)
-class EngineRequest:
-    """What an engine needs for one transcription."""
-
-    language: str | None
-    task: Task
-    prompt: str
-    temperature: float | None
-    word_timestamps: bool
-    cancelled: threading.Event | None = None
-    """Set when the caller has gone; engines that can stop between segments do."""
-
-
-@dataclass(frozen=True)
-class EngineResult:
-    """What an engine returns: segments and the language it heard."""
-
-    segments: tuple[Segment, ...]
-    language: str
-    language_probability: float
-
-
-class LocalEngine(Protocol):
-    """A Whisper implementation: loads a model and transcribes 16 kHz mono float32 audio."""
-
-    name: str
-
-    def load(self, spec: ModelSpec) -> object:
-        """Load a model into memory; called in a worker thread."""
-        ...
-
-    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
-        """Transcribe with a loaded model; called in a worker thread."""
-        ...
-
-
-class ModelPool:
-    """Loads models lazily, shares them across requests, unloads idle ones and caps how many stay."""
-
-    def __init__(
-        self,
-        engine: LocalEngine,
-        specs: dict[str, ModelSpec],
-        max_loaded: int,
-        idle_seconds: float,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._engine = engine
-        self.specs = specs
-        self._max_loaded = max_loaded
-        self._idle_seconds = idle_seconds
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._loading: dict[str, threading.Lock] = {name: threading.Lock() for name in specs}
-        self._loaded: dict[str, object] = {}
-        self._last_used: dict[str, float] = {}
-        self._in_use: dict[str, int] = {}
-        self.load_seconds: dict[str, float] = {}
-
-    def is_loaded(self, name: str) -> bool:
-        """Whether the model is in memory now."""
-        return name in self._loaded
-
-    def acquire(self, name: str) -> object:
-        """The loaded model, loading it first if needed; pair with release()."""
-        with self._loading[name]:
-            with self._lock:
-                model = self._loaded.get(name)
-                if model is not None:
-                    self._mark_used(name, +1)
-                    return model
-            started = time.perf_counter()
-            model = self._engine.load(self.specs[name])
-            with self._lock:
-                self.load_seconds[name] = time.perf_counter() - started
-                self._loaded[name] = model
-                self._mark_used(name, +1)
-                self._evict_over_cap()
-            log.info("loaded model %s in %.2fs", name, self.load_seconds[name])
-            return model
-
-    def release(self, name: str) -> None:
-        """Hand a model back after a transcription."""
-        with self._lock:
-            self._mark_used(name, -1)
-
-    def unload_idle(self) -> list[str]:
-        """Unload models unused for longer than the idle time; returns their names."""
-        now = self._clock()
-        with self._lock:
-            idle = [
-                name
-                for name in self._loaded
-                if self._in_use.get(name, 0) == 0 and now - self._last_used.get(name, now) > self._idle_seconds
-            ]
-            for name in idle:
-                del self._loaded[name]
-        for name in idle:
-            log.info("unloaded idle model %s", name)
-        return idle
-
-    def clear(self) -> None:
-        """Drop every model."""
-        with self._lock:
-            self._loaded.clear()
-
-    def _mark_used(self, name: str, delta: int) -> None:
-        self._in_use[name] = self._in_use.get(name, 0) + delta
-        self._last_used[name] = self._clock()
-
-    def _evict_over_cap(self) -> None:
-        while len(self._loaded) > self._max_loaded:
-            idle = [n for n in self._loaded if self._in_use.get(n, 0) == 0]
-            if not idle:
-                return
-            oldest = min(idle, key=lambda n: self._last_used.get(n, 0.0))
-            del self._loaded[oldest]
-            log.info("unloaded model %s to stay within %d loaded models", oldest, self._max_loaded)
-
-
-class LocalBackend:
-    """Transcribes with Whisper models in this process; the event loop only awaits the pool."""
+    A recording shorter than `windowed_min_seconds` is transcribed whole in one task. A longer one is read from disk
+    in windows: voice activity is scored per 320 s window, speech is cut into clips of at most 30 s, and each batch
+    of clips is one task, so memory stays flat whatever the length. Tasks of every call share the workers in turn:
+    a lone recording runs on all of them at once, concurrent ones each get a fair share.
+    """
 
     kind = BackendKind.LOCAL
-    wants_whisper_input = True
 
     def __init__(
         self,
         *,
-        engine: LocalEngine,
+        engine: LocalEngine[ModelT],
         specs: dict[str, ModelSpec],
         default_model: str,
         workers: int,
         max_loaded: int = 2,
         idle_seconds: float = 900.0,
+        batch_size: int = 8,
+        windowed_min_seconds: float = 60.0,
     ) -> None:
         self._engine = engine
         self.default_model = default_model
-        self.pool = ModelPool(engine, specs, max_loaded=max_loaded, idle_seconds=idle_seconds)
+        self.pool: ModelPool[ModelT] = ModelPool(engine, specs, max_loaded=max_loaded, idle_seconds=idle_seconds)
         self.workers = workers
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="local")
+        self._batch_size = batch_size
+        self._windowed_min_seconds = windowed_min_seconds
+        self._threads = FairWorkerPool(workers, "local")
         self._ready = False
         self._reaper: asyncio.Task[None] | None = None
         self._idle_seconds = idle_seconds
@@ -300,7 +81,11 @@ class LocalBackend:
         """Load the default model once so the first request does not pay for it."""
         if self._ready:
             return
-        await self._run(self._warm)
+        job = self._threads.job()
+        try:
+            await job.run(self._warm)
+        finally:
+            job.close()
         self._ready = True
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle_models())
 
@@ -311,13 +96,13 @@ class LocalBackend:
     async def _reap_idle_models(self) -> None:
         while True:
             await asyncio.sleep(max(1.0, self._idle_seconds / 4))
-            await self._run(self.pool.unload_idle)
+            await asyncio.to_thread(self.pool.unload_idle)
 
     def check(self, options: TranscriptionOptions) -> None:
         """Reject unknown models and languages or tasks the chosen model cannot do."""
         spec = self._spec(options.model)
         language = primary_language(options.language)
-        if language is not None and language not in WHISPER_LANGUAGES:
+        if language is not None and language not in whisper_languages():
             raise InvalidConfig(
                 f"language {options.language!r} is not one Whisper understands",
                 violations=[FieldViolation("config.language_code", "is not a language Whisper understands")],
@@ -346,9 +131,13 @@ class LocalBackend:
         return spec
 
     async def transcribe(
-        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> Transcript:
-        """Decode and transcribe in the pool; the model is loaded there if needed."""
+        """Transcribe on the shared workers; the model is loaded there if needed."""
         if not self._ready:
             raise BackendNotReady("the local backend is still loading its model")
         spec = self._spec(options.model)
@@ -358,36 +147,87 @@ class LocalBackend:
             prompt=options.prompt,
             temperature=options.temperature,
             word_timestamps=options.word_timestamps,
-            cancelled=threading.Event(),
         )
+        path, seconds = Path(audio.whisper_input), audio.info.duration
+        job = _Job(self._threads.job(), spec.name, path, request, deadline)
         try:
-            result = await self._run(self._transcribe_sync, spec.name, audio, request, deadline)
+            if seconds < self._windowed_min_seconds or self._batch_size < 2:
+                result = await job.run(self._transcribe_whole, job)
+            else:
+                result = await self._transcribe_windows(job, seconds, progress)
         except asyncio.CancelledError:
-            assert request.cancelled is not None
-            request.cancelled.set()
+            job.cancel()
             raise
+        finally:
+            job.close()
+        if progress is not None:
+            progress(seconds, seconds)
         return Transcript(
             text=" ".join(s.text.strip() for s in result.segments if s.text.strip()),
             language=result.language,
             language_probability=result.language_probability,
-            duration=audio.info.duration,
+            duration=seconds,
             backend=BackendKind.LOCAL,
             model=spec.name,
             segments=result.segments,
         )
 
-    def _transcribe_sync(
-        self, name: str, audio: AudioFile, request: EngineRequest, deadline: float | None
-    ) -> EngineResult:
-        if deadline is not None and time.monotonic() >= deadline:
-            raise DeadlineTooShort("the deadline passed while the call waited for a worker")
-        assert audio.whisper_input is not None, "validation writes the input of backends that want it"
-        samples = read_whisper_input(Path(audio.whisper_input))
-        model = self.pool.acquire(name)
-        try:
-            return self._engine.transcribe(model, samples, request)
-        finally:
-            self.pool.release(name)
+    async def _transcribe_windows(self, job: _Job, seconds: float, progress: Progress | None) -> EngineResult:
+        edges = [*np.arange(0.0, seconds, VAD_WINDOW_SECONDS).tolist(), seconds]
+        scored = await asyncio.gather(*(job.run(self._score_speech, job, a, b) for a, b in itertools.pairwise(edges)))
+        clips = group_spans(speech_spans(np.concatenate(scored), seconds), CLIP_SECONDS)
+        language, probability = job.request.language, 1.0
+        if clips and language is None:
+            language, probability = await job.run(self._detect_language, job, clips[0])
+        request = job.with_language(language or "en")
+        batches = [clips[i : i + self._batch_size] for i in range(0, len(clips), self._batch_size)]
+        spans = cover([Span(b[0].start, b[-1].end) for b in batches], seconds)
+        done = 0.0
+
+        async def run_batch(batch: list[Span], span: Span) -> tuple[Segment, ...]:
+            nonlocal done
+            segments = await job.run(self._transcribe_batch, job, request, batch)
+            done += span.duration
+            if progress is not None:
+                progress(done, seconds)
+            return segments
+
+        results = await asyncio.gather(*(run_batch(b, s) for b, s in zip(batches, spans, strict=True)))
+        return EngineResult(
+            segments=tuple(segment for batch in results for segment in batch),
+            language=language or "en",
+            language_probability=probability,
+        )
+
+    def _transcribe_whole(self, job: _Job) -> EngineResult:
+        job.check_deadline()
+        samples = read_whisper_input(job.path)
+        with job.model(self.pool) as model:
+            return self._engine.transcribe(model, samples, job.request)
+
+    def _score_speech(self, job: _Job, start: float, end: float) -> np.ndarray:
+        job.check_deadline()
+        return speech_probabilities(read_whisper_input(job.path, start, end))
+
+    def _detect_language(self, job: _Job, clip: Span) -> tuple[str, float]:
+        samples = read_whisper_input(job.path, clip.start, clip.end)
+        with job.model(self.pool) as model:
+            return self._engine.detect_language(model, samples)
+
+    def _transcribe_batch(self, job: _Job, request: EngineRequest, batch: Sequence[Span]) -> tuple[Segment, ...]:
+        """Read the batch's clips back to back (never the silence between them), transcribe, and map times back."""
+        if job.cancelled():
+            return ()
+        pieces = [read_whisper_input(job.path, clip.start, clip.end) for clip in batch]
+        starts = np.cumsum([0] + [len(piece) for piece in pieces[:-1]]) / WHISPER_SAMPLE_RATE
+        clips = [Clip(float(s), float(s) + len(p) / WHISPER_SAMPLE_RATE) for s, p in zip(starts, pieces, strict=True)]
+        with job.model(self.pool) as model:
+            segments = self._engine.transcribe_clips(model, np.concatenate(pieces), clips, request)
+        shifted = []
+        for segment in segments:
+            index = max(0, bisect.bisect_right(starts.tolist(), segment.start + 1e-6) - 1)
+            shifted.append(segment.shifted(batch[index].start - float(starts[index])))
+        return tuple(shifted)
 
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""
@@ -409,9 +249,46 @@ class LocalBackend:
         if self._reaper is not None:
             self._reaper.cancel()
         self._ready = False
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._threads.shutdown()
         self.pool.clear()
 
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+class _Job:
+    """One call's work on the shared workers: its audio, options, deadline and cancellation."""
+
+    def __init__(self, job: WorkerJob, model: str, path: Path, request: EngineRequest, deadline: float | None) -> None:
+        self._job = job
+        self._model = model
+        self.path = path
+        self.request = request
+        self._deadline = deadline
+        self._cancelled = threading.Event()
+        self.request = replace(request, cancelled=self._cancelled)
+
+    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._job.run(fn, *args, **kwargs)
+
+    def with_language(self, language: str) -> EngineRequest:
+        return replace(self.request, language=language)
+
+    def check_deadline(self) -> None:
+        if self._deadline is not None and time.monotonic() >= self._deadline:
+            raise DeadlineTooShort("the deadline passed while the call waited for a worker")
+
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self._job.close()
+
+    def close(self) -> None:
+        self._job.close()
+
+    @contextmanager
+    def model(self, pool: ModelPool[ModelT]) -> Iterator[ModelT]:
+        handle = pool.acquire(self._model)
+        try:
+            yield handle
+        finally:
+            pool.release(self._model)

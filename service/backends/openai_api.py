@@ -18,6 +18,7 @@ from service.domain import (
     AudioFile,
     BackendKind,
     ModelDescription,
+    Progress,
     Segment,
     Task,
     Transcript,
@@ -25,6 +26,7 @@ from service.domain import (
     Word,
     primary_language,
 )
+from service.engines.languages import code_for_language
 from service.errors import (
     DeadlineTooShort,
     ModelNotFound,
@@ -42,14 +44,6 @@ T = TypeVar("T")
 # File extensions the API accepts; it infers the format from the file name.
 API_EXTENSIONS = frozenset({"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"})
 TRANSLATION_MODEL = "whisper-1"
-# Whisper names languages in verbose_json ("english"); callers get BCP-47 codes.
-_LANGUAGE_CODES = {
-    "english": "en", "spanish": "es", "french": "fr", "german": "de", "italian": "it", "portuguese": "pt",
-    "dutch": "nl", "russian": "ru", "chinese": "zh", "japanese": "ja", "korean": "ko", "arabic": "ar",
-    "hindi": "hi", "turkish": "tr", "polish": "pl", "ukrainian": "uk", "swedish": "sv", "danish": "da",
-    "norwegian": "no", "finnish": "fi", "greek": "el", "czech": "cs", "romanian": "ro", "hungarian": "hu",
-    "hebrew": "he", "indonesian": "id", "vietnamese": "vi", "thai": "th", "catalan": "ca", "malay": "ms",
-}  # fmt: skip
 
 
 class OpenAIBackend:
@@ -60,7 +54,6 @@ class OpenAIBackend:
     """
 
     kind = BackendKind.OPENAI
-    wants_whisper_input = False
 
     def __init__(
         self,
@@ -88,7 +81,11 @@ class OpenAIBackend:
         """Every option is passed through; the API judges models and languages itself."""
 
     async def transcribe(
-        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> Transcript:
         """Upload the file (re-encoded to FLAC if the API does not take its format) and map the answer."""
         model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
@@ -233,7 +230,7 @@ def _transcript(raw: Any, model: str, duration: float, options: TranscriptionOpt
         for s in (getattr(raw, "segments", None) or [])
     )
     language = str(getattr(raw, "language", "") or "")
-    code = _LANGUAGE_CODES.get(language.lower(), language if len(language) <= 3 else "")
+    code = code_for_language(language) or ""
     return Transcript(
         text=text,
         language=code or primary_language(options.language) or "",

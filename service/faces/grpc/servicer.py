@@ -8,32 +8,45 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from service.server.convert import model_to_proto, options_from_proto, transcript_to_proto
-from service.transcriber import StreamItem, Transcriber
+from service.core.transcriber import Transcriber, idle_limited, one_chunk
+from service.errors import FieldViolation, StreamOutOfOrder
+from service.faces.grpc.convert import model_to_proto, options_from_proto, transcript_to_proto
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
+_CONFIG_FIRST = FieldViolation("config", "must be set in the first message, and only there")
+
 
 class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
     """The transcribe.v1.TranscribeService RPCs."""
 
-    def __init__(self, transcriber: Transcriber) -> None:
+    def __init__(self, transcriber: Transcriber, stream_idle_seconds: float) -> None:
         self._transcriber = transcriber
+        self._idle_seconds = stream_idle_seconds
 
     async def Transcribe(self, request: pb.TranscribeRequest, context: Context) -> pb.TranscribeResponse:  # noqa: N802
         """Unary: config and the whole file in one message."""
         options = options_from_proto(request.config)
-        transcript = await self._transcriber.transcribe_bytes(options, request.content, _deadline(context))
+        transcript = await self._transcriber.transcribe(
+            options, one_chunk(request.content), deadline=_deadline(context)
+        )
         return pb.TranscribeResponse(transcript=transcript_to_proto(transcript))
 
     async def TranscribeStream(  # noqa: N802
         self, request_iterator: AsyncIterator[pb.TranscribeStreamRequest], context: Context
     ) -> pb.TranscribeStreamResponse:
-        """Client streaming: config first, then audio chunks."""
-        transcript = await self._transcriber.transcribe_stream(
-            _stream_items(request_iterator), _deadline(context), context.cancelled
+        """Client streaming: config first (exactly once), then audio chunks."""
+        requests = idle_limited(aiter(request_iterator), self._idle_seconds)
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("streaming_request") != "config":
+            raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
+        transcript = await self._transcriber.transcribe(
+            options_from_proto(first.config),
+            _audio_chunks(requests),
+            deadline=_deadline(context),
+            abandoned=context.cancelled,
         )
         return pb.TranscribeStreamResponse(transcript=transcript_to_proto(transcript))
 
@@ -47,10 +60,8 @@ def _deadline(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-async def _stream_items(requests: AsyncIterator[pb.TranscribeStreamRequest]) -> AsyncIterator[StreamItem]:
+async def _audio_chunks(requests: AsyncIterator[pb.TranscribeStreamRequest]) -> AsyncIterator[bytes]:
     async for request in requests:
-        kind = request.WhichOneof("streaming_request")
-        if kind == "config":
-            yield options_from_proto(request.config)
-        elif kind == "audio_content":
-            yield request.audio_content
+        if request.WhichOneof("streaming_request") == "config":
+            raise StreamOutOfOrder("config may be sent only once, in the first message", violations=[_CONFIG_FIRST])
+        yield request.audio_content

@@ -17,15 +17,19 @@ class AdmissionGate:
         self.retry_after_seconds = retry_after_seconds
         self.in_flight = 0
 
-    @contextmanager
-    def admit(self) -> Iterator[None]:
-        """Hold a place for the duration of the block, or raise Overloaded with a retry hint."""
+    def check(self) -> None:
+        """Raise Overloaded with a retry hint when no place is free now."""
         if self.in_flight >= self.capacity:
             raise Overloaded(
                 f"the {self.name} is at capacity ({self.capacity} calls); retry later",
                 metadata={"stage": self.name, "capacity": str(self.capacity)},
                 retry_after_seconds=self.retry_after_seconds,
             )
+
+    @contextmanager
+    def admit(self) -> Iterator[None]:
+        """Hold a place for the duration of the block, or raise Overloaded with a retry hint."""
+        self.check()
         self.in_flight += 1
         try:
             yield

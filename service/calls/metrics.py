@@ -10,7 +10,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
-    from service.transcriber import Transcriber
+    from service.core.transcriber import Transcriber
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 _RTF_BUCKETS = (0.5, 1, 2, 5, 10, 20, 50, 100, 200)
@@ -58,7 +58,9 @@ class _DomainCollector(Collector):
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         queue = GaugeMetricFamily(
-            "transcribe_queue_depth", "Admitted calls waiting for or holding a backend worker.", labels=["backend"]
+            "transcribe_queue_depth",
+            "Recordings ready for a backend: running on its workers or queued for them.",
+            labels=["backend"],
         )
         for kind, gate in self._transcriber.gates.items():
             queue.add_metric([kind.value], gate.in_flight)

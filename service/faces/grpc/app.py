@@ -1,4 +1,4 @@
-"""Builds the grpc.aio server: servicer, interceptors, health, reflection, limits and keepalive."""
+"""Builds the grpc.aio server of the gRPC face: servicer, interceptors, health, reflection, limits, keepalive."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from service.server.auth import BearerTokenInterceptor
-from service.server.interceptors import CallInterceptor, Linger
-from service.server.metrics import CallMetrics
-from service.server.servicer import TranscribeServicer
+from service.calls.auth import TokenCheck
+from service.calls.log import CallRecorder
+from service.core.transcriber import Transcriber
+from service.faces.grpc.interceptors import BearerTokenInterceptor, CallInterceptor, Linger
+from service.faces.grpc.servicer import TranscribeServicer
 from service.settings import Settings
-from service.transcriber import Transcriber
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -19,16 +19,16 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 
 
 def create_server(
-    settings: Settings, transcriber: Transcriber, metrics: CallMetrics | None = None
+    settings: Settings, transcriber: Transcriber, recorder: CallRecorder
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     keepalive_ms = int(settings.keepalive_time_seconds * 1000)
     # The call interceptor comes first, so it wraps the handlers later interceptors return and maps their errors.
     interceptors: list[grpc.aio.ServerInterceptor] = [
-        CallInterceptor(metrics, Linger(settings.stream_linger_seconds, settings.stream_linger_bytes))
+        CallInterceptor(recorder, Linger(settings.stream_linger_seconds, settings.stream_linger_bytes))
     ]
     if tokens := settings.bearer_tokens():
-        interceptors.append(BearerTokenInterceptor(tokens))
+        interceptors.append(BearerTokenInterceptor(TokenCheck(tokens)))
     server = grpc.aio.server(
         interceptors=interceptors,
         options=[
@@ -42,7 +42,9 @@ def create_server(
             ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
         ],
     )
-    pb_grpc.add_TranscribeServiceServicer_to_server(TranscribeServicer(transcriber), server)
+    pb_grpc.add_TranscribeServiceServicer_to_server(
+        TranscribeServicer(transcriber, settings.stream_idle_timeout_seconds), server
+    )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
-from service.backends.local import EngineRequest, EngineResult, ModelSpec
 from service.domain import Segment, Word
-from service.models.ct2_checkpoint import (
+from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
+from service.engines.ct2_checkpoint import (
     alignment_heads_dump,
     ct2_alignment_heads,
     openai_whisper_checkpoint,
@@ -23,7 +21,7 @@ from service.models.ct2_checkpoint import (
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
 
-class _Replicas:
+class OpenAIWhisperReplicas:
     """Independent copies of one model: openai-whisper's decoder keeps per-call state on the module."""
 
     def __init__(self, models: list[Any]) -> None:
@@ -53,7 +51,7 @@ class OpenAIWhisperEngine:
         self._cpu_threads = cpu_threads
         self._torch_lock = threading.Lock()
 
-    def load(self, spec: ModelSpec) -> object:
+    def load(self, spec: ModelSpec) -> OpenAIWhisperReplicas:
         """Load `replicas` copies of the model with whisper.load_model (names, files and bundled models)."""
         import torch
         import whisper
@@ -64,8 +62,9 @@ class OpenAIWhisperEngine:
         source = spec.source
         heads: list[tuple[int, int]] = []
         if spec.ct2_dir is not None:
-            source = str(openai_whisper_checkpoint(spec.ct2_dir, self._cache_dir, spec.name))
-            heads = ct2_alignment_heads(spec.ct2_dir)
+            ct2_dir = spec.ct2_dir()
+            source = str(openai_whisper_checkpoint(ct2_dir, self._cache_dir, spec.name))
+            heads = ct2_alignment_heads(ct2_dir)
         models = []
         for _ in range(self._replicas):
             model = whisper.load_model(source, device="cpu", download_root=str(self._cache_dir / "openai-whisper"))
@@ -73,36 +72,58 @@ class OpenAIWhisperEngine:
                 dims = model.dims
                 model.set_alignment_heads(alignment_heads_dump(heads, dims.n_text_layer, dims.n_text_head))
             models.append(model)
-        return _Replicas(models)
+        return OpenAIWhisperReplicas(models)
 
-    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
+    def transcribe(self, model: OpenAIWhisperReplicas, audio: Samples, request: EngineRequest) -> EngineResult:
         """Transcribe with beam search at temperature 0, falling back to sampling as Whisper does."""
-        assert isinstance(model, _Replicas)
         with model.checkout() as whisper_model:
             language, probability = request.language, 0.0
             if language is None:
                 language, probability = _detect_language(whisper_model, audio)
-            temperature = (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
-            result = whisper_model.transcribe(
-                audio,
-                language=language,
-                task=request.task.value,
-                temperature=temperature,
-                initial_prompt=request.prompt or None,
-                word_timestamps=request.word_timestamps,
-                beam_size=self._beam_size,
-                best_of=self._beam_size,
-                fp16=False,
-                verbose=None,
-            )
+            result = self._run(whisper_model, audio, replace(request, language=language), condition=True)
         return EngineResult(
             segments=tuple(_segment(s) for s in result["segments"]),
             language=str(result["language"]),
             language_probability=probability,
         )
 
+    def detect_language(self, model: OpenAIWhisperReplicas, audio: Samples) -> tuple[str, float]:
+        """Whisper's language detection on the first 30 s of the samples."""
+        with model.checkout() as whisper_model:
+            return _detect_language(whisper_model, audio)
 
-def _detect_language(model: Any, audio: npt.NDArray[np.float32]) -> tuple[str, float]:
+    def transcribe_clips(
+        self, model: OpenAIWhisperReplicas, audio: Samples, clips: Sequence[Clip], request: EngineRequest
+    ) -> tuple[Segment, ...]:
+        """Each clip on its own (openai-whisper has no batching), its times shifted to the clip's start."""
+        segments: list[Segment] = []
+        with model.checkout() as whisper_model:
+            for clip in clips:
+                if request.cancelled is not None and request.cancelled.is_set():
+                    break
+                first, last = round(clip.start * 16000), round(clip.end * 16000)
+                result = self._run(whisper_model, audio[first:last], request, condition=False)
+                segments.extend(_segment(s).shifted(clip.start) for s in result["segments"])
+        return tuple(segments)
+
+    def _run(self, whisper_model: Any, audio: Samples, request: EngineRequest, *, condition: bool) -> Any:
+        temperature = (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
+        return whisper_model.transcribe(
+            audio,
+            language=request.language,
+            task=request.task.value,
+            temperature=temperature,
+            initial_prompt=request.prompt or None,
+            word_timestamps=request.word_timestamps,
+            condition_on_previous_text=condition,
+            beam_size=self._beam_size,
+            best_of=self._beam_size,
+            fp16=False,
+            verbose=None,
+        )
+
+
+def _detect_language(model: Any, audio: Samples) -> tuple[str, float]:
     import whisper
 
     if not model.is_multilingual:

@@ -1,0 +1,136 @@
+"""Where the speech is: Silero VAD (the model faster-whisper ships) over audio in windows, speech spans, and spans
+grouped into clips of at most 30 s (local engines) or pieces near a target length (the API backend)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from service.audio.decode import WHISPER_SAMPLE_RATE
+
+FRAME_SAMPLES = 512
+"""Silero VAD scores 32 ms frames of 16 kHz audio."""
+FRAME_SECONDS = FRAME_SAMPLES / WHISPER_SAMPLE_RATE
+VAD_WINDOW_SECONDS = FRAME_SECONDS * 10_000
+"""Audio scored in one go (320 s): enough for the model's state to settle, small enough for flat memory."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A stretch of audio, in seconds from the start of the recording."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        """Its length in seconds."""
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class SpeechOptions:
+    """How probabilities become speech spans; the defaults are faster-whisper's for batched transcription."""
+
+    threshold: float = 0.5
+    """A frame at or above this probability is speech."""
+    min_silence_seconds: float = 0.16
+    """Speech ends after this much silence (frames below threshold - 0.15)."""
+    max_speech_seconds: float = 30.0
+    """Longer speech is split at its last pause of 0.1 s or more, else cut, so every padded span fits a clip."""
+    pad_seconds: float = 0.4
+    """Each span is widened by this much on both sides (half the gap when neighbours are closer)."""
+
+
+def speech_probabilities(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Silero VAD's speech probability of every 32 ms frame of the samples (the last frame zero-padded)."""
+    from faster_whisper.vad import get_vad_model
+
+    if len(samples) == 0:
+        return np.zeros(0, dtype=np.float32)
+    padded = np.pad(samples, (0, -len(samples) % FRAME_SAMPLES))
+    probabilities: npt.NDArray[np.float32] = np.asarray(get_vad_model()(padded), dtype=np.float32).reshape(-1)
+    return probabilities
+
+
+def speech_spans(
+    probabilities: npt.NDArray[np.float32], total_seconds: float, options: SpeechOptions | None = None
+) -> list[Span]:
+    """The stretches of speech the frame probabilities show, padded, in order and not overlapping."""
+    opts = options or SpeechOptions()
+    off_threshold = max(opts.threshold - 0.15, 0.01)
+    min_silence = max(1, round(opts.min_silence_seconds / FRAME_SECONDS))
+    min_pause = max(1, round(0.098 / FRAME_SECONDS))
+    max_frames = int((opts.max_speech_seconds - 2 * opts.pad_seconds) / FRAME_SECONDS) - 1
+    raw: list[tuple[int, int]] = []
+    start: int | None = None
+    silence_from: int | None = None
+    last_pause: tuple[int, int] | None = None
+    for index, probability in enumerate(probabilities.tolist()):
+        if start is None:
+            if probability >= opts.threshold:
+                start, silence_from, last_pause = index, None, None
+            continue
+        if probability >= opts.threshold:
+            if silence_from is not None and index - silence_from >= min_pause:
+                last_pause = (silence_from, index)
+            silence_from = None
+        elif probability < off_threshold and silence_from is None:
+            silence_from = index
+        if silence_from is not None and index - silence_from >= min_silence:
+            raw.append((start, silence_from))
+            start = None
+            continue
+        if index - start > max_frames:
+            if last_pause is not None and last_pause[0] > start:
+                raw.append((start, last_pause[0]))
+                start = last_pause[1]
+            else:
+                raw.append((start, index))
+                start = index
+            silence_from, last_pause = None, None
+    if start is not None:
+        raw.append((start, len(probabilities)))
+    return _padded([(a * FRAME_SECONDS, min(b * FRAME_SECONDS, total_seconds)) for a, b in raw], total_seconds, opts)
+
+
+def _padded(spans: Sequence[tuple[float, float]], total: float, opts: SpeechOptions) -> list[Span]:
+    starts = [start for start, _ in spans]
+    ends = [end for _, end in spans]
+    for i in range(len(spans)):
+        if i == 0:
+            starts[i] = max(0.0, starts[i] - opts.pad_seconds)
+        if i + 1 < len(spans):
+            gap = starts[i + 1] - ends[i]
+            widen = gap / 2 if gap < 2 * opts.pad_seconds else opts.pad_seconds
+            ends[i] += widen
+            starts[i + 1] -= widen
+        else:
+            ends[i] = min(total, ends[i] + opts.pad_seconds)
+    return [Span(start, end) for start, end in zip(starts, ends, strict=True) if end > start]
+
+
+def group_spans(spans: Iterable[Span], max_seconds: float) -> list[Span]:
+    """Consecutive spans joined, silence between them included, as long as each group lasts at most max_seconds.
+
+    A span longer than max_seconds stays a group of its own.
+    """
+    groups: list[Span] = []
+    for span in spans:
+        if groups and span.end - groups[-1].start <= max_seconds:
+            groups[-1] = Span(groups[-1].start, span.end)
+        else:
+            groups.append(span)
+    return groups
+
+
+def cover(groups: Sequence[Span], total_seconds: float) -> list[Span]:
+    """The groups widened to tile [0, total]: each boundary in the middle of the silence between two groups."""
+    if not groups:
+        return [Span(0.0, total_seconds)] if total_seconds > 0 else []
+    cuts = [(groups[i].end + groups[i + 1].start) / 2 for i in range(len(groups) - 1)]
+    edges = [0.0, *cuts, total_seconds]
+    return [Span(edges[i], edges[i + 1]) for i in range(len(groups))]

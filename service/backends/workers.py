@@ -1,0 +1,102 @@
+"""Worker threads shared fairly: every job's tasks queue apart, and a free worker serves the jobs in turn."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import itertools
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_Task = tuple[Callable[[], Any], "Future[Any]"]
+
+
+class FairWorkerPool:
+    """A fixed set of threads. A lone job gets every thread; several jobs get one task each in turn."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self.workers = workers
+        self._ready = threading.Condition()
+        self._queues: collections.OrderedDict[int, collections.deque[_Task]] = collections.OrderedDict()
+        self._ids = itertools.count()
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
+
+    def job(self) -> WorkerJob:
+        """A new job: its tasks run in the order submitted, interleaved fairly with other jobs' tasks."""
+        return WorkerJob(self, next(self._ids))
+
+    def shutdown(self) -> None:
+        """Cancel every queued task; running tasks finish in their threads, which then end."""
+        with self._ready:
+            self._stopped = True
+            for queue in self._queues.values():
+                for _, future in queue:
+                    future.cancel()
+            self._queues.clear()
+            self._ready.notify_all()
+
+    def _submit(self, job_id: int, fn: Callable[[], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._ready:
+            if self._stopped:
+                future.cancel()
+                return future
+            self._queues.setdefault(job_id, collections.deque()).append((fn, future))
+            self._ready.notify()
+        return future
+
+    def _forget(self, job_id: int) -> None:
+        with self._ready:
+            for _, future in self._queues.pop(job_id, ()):
+                future.cancel()
+
+    def _next(self) -> _Task | None:
+        with self._ready:
+            while True:
+                for job_id, queue in self._queues.items():
+                    if queue:
+                        task = queue.popleft()
+                        self._queues.move_to_end(job_id)
+                        return task
+                if self._stopped:
+                    return None
+                self._ready.wait()
+
+    def _serve(self) -> None:
+        while (task := self._next()) is not None:
+            fn, future = task
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn()
+            except BaseException as exc:  # handed to the awaiting caller
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+
+class WorkerJob:
+    """One caller's share of a FairWorkerPool; closing it drops the tasks it has not started."""
+
+    def __init__(self, pool: FairWorkerPool, job_id: int) -> None:
+        self._pool = pool
+        self._id = job_id
+
+    async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run fn in the pool when this job's turn comes; cancelling the await drops it if it has not started."""
+        future = self._pool._submit(self._id, functools.partial(fn, *args, **kwargs))
+        result: R = await asyncio.wrap_future(future)
+        return result
+
+    def close(self) -> None:
+        """Drop every task of this job that has not started."""
+        self._pool._forget(self._id)

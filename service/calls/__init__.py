@@ -1,0 +1,1 @@
+"""Cross-cutting work every face shares: request ids, the token check, the call log and metrics."""

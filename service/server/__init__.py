@@ -1,1 +1,0 @@
-"""The gRPC transport: servicer, error mapping, health, reflection and server lifecycle."""

@@ -1,0 +1,96 @@
+"""The wiring: settings in, then the upload store, engines, backends, the core and the call recorder, built once."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from service.audio.store import UploadStore
+from service.backends.base import TranscriptionBackend
+from service.backends.local import LocalBackend
+from service.backends.openai_api import OpenAIBackend
+from service.calls.log import CallRecorder
+from service.calls.metrics import CallMetrics
+from service.core.transcriber import Transcriber
+from service.domain import BackendKind
+from service.engines.base import LocalEngine
+from service.engines.catalog import local_model_specs
+from service.engines.faster_whisper import FasterWhisperEngine
+from service.engines.openai_whisper import OpenAIWhisperEngine
+from service.settings import Settings
+
+
+@dataclass
+class App:
+    """Everything a face or a worker runs on, built once from the settings; nothing is loaded yet."""
+
+    settings: Settings
+    store: UploadStore
+    transcriber: Transcriber
+    metrics: CallMetrics | None
+    recorder: CallRecorder
+
+
+def build_local_engine(settings: Settings) -> LocalEngine[Any]:
+    """The local engine the settings name."""
+    threads = settings.local_cpu_threads or max(1, (os.cpu_count() or 1) // settings.local_workers)
+    if settings.local_engine == "openai-whisper":
+        return OpenAIWhisperEngine(
+            cache_dir=settings.model_cache_dir,
+            replicas=settings.local_workers,
+            cpu_threads=threads,
+            beam_size=settings.local_beam_size,
+        )
+    return FasterWhisperEngine(
+        cache_dir=settings.model_cache_dir,
+        compute_type=settings.local_compute_type,
+        cpu_threads=threads,
+        num_workers=settings.local_workers,
+        beam_size=settings.local_beam_size,
+        vad_filter=settings.local_vad_filter,
+    )
+
+
+def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend]:
+    """The local backend always; the API backend when a key is set."""
+    backends: dict[BackendKind, TranscriptionBackend] = {
+        BackendKind.LOCAL: LocalBackend(
+            engine=build_local_engine(settings),
+            specs=local_model_specs(settings.local_model, settings.model_cache_dir),
+            default_model=settings.local_model,
+            workers=settings.local_workers,
+            max_loaded=settings.local_max_loaded_models,
+            idle_seconds=settings.local_model_idle_seconds,
+            batch_size=settings.local_batch_size,
+            windowed_min_seconds=settings.local_batched_min_seconds,
+        )
+    }
+    if settings.openai_api_key is not None:
+        backends[BackendKind.OPENAI] = OpenAIBackend(
+            api_key=settings.openai_api_key.get_secret_value(),
+            base_url=settings.openai_base_url,
+            default_model=settings.openai_model,
+            timeout_seconds=settings.openai_timeout_seconds,
+            max_retries=settings.openai_max_retries,
+            workers=settings.openai_workers,
+        )
+    return backends
+
+
+def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBackend] | None = None) -> App:
+    """Wire the upload store, backends, the core and the call recorder."""
+    store = UploadStore(settings.temp_dir)
+    transcriber = Transcriber(
+        store=store,
+        backends=backends if backends is not None else build_backends(settings),
+        default_backend=BackendKind(settings.default_backend),
+        upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
+        max_audio_seconds=settings.max_audio_seconds,
+        queue_sizes={BackendKind.LOCAL: settings.local_queue_size, BackendKind.OPENAI: settings.openai_queue_size},
+        max_concurrent_uploads=settings.max_concurrent_uploads,
+        retry_after_seconds=settings.overload_retry_after_seconds,
+    )
+    metrics = CallMetrics(transcriber) if settings.metrics_port is not None else None
+    return App(settings=settings, store=store, transcriber=transcriber, metrics=metrics, recorder=CallRecorder(metrics))
