@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from service.faces.grpc.app import create_server, set_serving
 from service.logs import configure_logging
-from service.settings import Settings
+from service.settings import Settings, describe_invalid
 from service.wiring import App, build_app
 
 log = logging.getLogger("service")
@@ -86,8 +86,7 @@ def main() -> None:
     try:
         settings = Settings()
     except ValidationError as exc:
-        messages = "; ".join(str(error["msg"]).removeprefix("Value error, ") for error in exc.errors())
-        print(f"transcribe-server: invalid configuration: {messages}", file=sys.stderr)
+        print(f"transcribe-server: invalid configuration: {describe_invalid(exc)}", file=sys.stderr)
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.log_format)
     av.logging.set_level(av.logging.PANIC)

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIB = 1024 * 1024
+KIB = 1024
+MIB = 1024 * KIB
+GIB = 1024 * MIB
 OPENAI_MAX_UPLOAD_BYTES = 25 * MIB
+HOUR = 3600.0
+DAY = 24 * HOUR
+WEEK = 7 * DAY
 
 BackendName = Literal["local", "openai"]
 LocalEngineName = Literal["faster-whisper", "openai-whisper"]
@@ -19,7 +25,11 @@ class Settings(BaseSettings):
     """Every setting of the server; environment names are TRANSCRIBE_<FIELD> unless noted."""
 
     model_config = SettingsConfigDict(
-        env_prefix="TRANSCRIBE_", extra="ignore", frozen=True, use_attribute_docstrings=True
+        env_prefix="TRANSCRIBE_",
+        extra="ignore",
+        frozen=True,
+        use_attribute_docstrings=True,
+        allow_inf_nan=False,
     )
 
     host: str = "[::]"
@@ -29,56 +39,71 @@ class Settings(BaseSettings):
     default_backend: BackendName = "local"
     """Backend used when a request says BACKEND_UNSPECIFIED."""
 
-    max_audio_bytes: int = Field(default=OPENAI_MAX_UPLOAD_BYTES, ge=1024)
-    """Largest audio upload in bytes. The default is the OpenAI API's hard limit (25 MiB)."""
-    local_max_audio_bytes: int | None = Field(default=None, ge=1024)
-    """Largest upload for the local backend, which has no API limit; unset means max_audio_bytes."""
-    max_audio_seconds: float = Field(default=1800.0, gt=0)
-    """Longest audio accepted, in seconds. Bounds memory: engines build features for the whole file."""
+    max_audio_bytes: int = Field(default=GIB, ge=1024, le=16 * GIB)
+    """Largest audio upload in bytes, for both backends: 1 KiB to 16 GiB, default 1 GiB. Bounds disk, not memory:
+    the upload and, for the local backend, its 16 kHz 16-bit decode (115 MB per hour of audio) are on disk while a
+    call runs. The API backend sends a large recording in pieces under the API's 25 MiB per request."""
+    local_max_audio_bytes: int | None = Field(default=None, ge=1024, le=16 * GIB)
+    """Largest upload in bytes for the local backend alone (1 KiB to 16 GiB); unset means max_audio_bytes."""
+    max_message_bytes: int = Field(default=64 * MIB, ge=MIB, le=512 * MIB)
+    """Largest single gRPC message in bytes: 1 MiB to 512 MiB, default 64 MiB. A unary Transcribe request carries
+    the whole file in one message, held in memory, so this caps unary uploads; bigger files use TranscribeStream."""
+    max_audio_seconds: float = Field(default=10 * HOUR, gt=0, le=DAY)
+    """Longest audio accepted, in seconds: above 0, at most 86400 (24 hours), default 36000 (10 hours). Bounds disk
+    (the 16 kHz 16-bit decode is 115 MB per hour) and time per call; memory stays flat because long recordings are
+    transcribed in windows."""
     temp_dir: Path | None = None
     """Parent folder for upload files; unset uses the system temp folder (honours TMPDIR)."""
-    local_queue_size: int = Field(default=8, ge=0)
-    """Local calls allowed to wait for a worker; beyond workers + queue, calls get RESOURCE_EXHAUSTED at once."""
-    openai_queue_size: int = Field(default=64, ge=0)
-    """API calls allowed to wait for a worker; beyond workers + queue, calls get RESOURCE_EXHAUSTED at once."""
-    max_concurrent_uploads: int = Field(default=64, ge=1)
-    """Requests receiving or holding audio at once, over all backends."""
-    stream_idle_timeout_seconds: float = Field(default=30.0, gt=0)
-    """A stream that sends nothing for this long is ended with DEADLINE_EXCEEDED."""
-    stream_linger_seconds: float = Field(default=2.0, ge=0)
-    """After refusing a stream the client is still sending, read and discard its messages for up to this long
-    before sending the status, so asyncio clients receive the status instead of INTERNAL; 0 turns this off."""
-    stream_linger_bytes: int = Field(default=8 * MIB, ge=0)
-    """The most bytes read and discarded that way per refused stream."""
-    overload_retry_after_seconds: float = Field(default=1.0, ge=0)
-    """The retry delay suggested (RetryInfo) when a call is refused for capacity."""
-    grace_period_seconds: float = Field(default=30.0, ge=0)
-    """How long in-flight calls may finish after SIGTERM/SIGINT before they are cancelled."""
-    keepalive_time_seconds: float = Field(default=60.0, gt=0)
-    """Interval of server keepalive pings on idle connections."""
-    max_connection_age_seconds: float = Field(default=300.0, gt=0)
-    """Connections are closed (gracefully) after this long, so clients re-resolve and spread over new replicas."""
+    local_queue_size: int = Field(default=8, ge=0, le=10_000)
+    """Local calls allowed to wait for a worker (0 to 10000); beyond workers + queue, calls get RESOURCE_EXHAUSTED
+    at once."""
+    openai_queue_size: int = Field(default=64, ge=0, le=10_000)
+    """API calls allowed to wait for a worker (0 to 10000); beyond workers + queue, calls get RESOURCE_EXHAUSTED at
+    once."""
+    max_concurrent_uploads: int = Field(default=64, ge=1, le=10_000)
+    """Requests receiving or holding audio at once, over all backends (1 to 10000)."""
+    stream_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=HOUR)
+    """Seconds (above 0, at most 3600): a stream that sends nothing for this long ends with DEADLINE_EXCEEDED."""
+    stream_linger_seconds: float = Field(default=2.0, ge=0, le=HOUR)
+    """After refusing a stream the client is still sending, read and discard its messages for up to this many
+    seconds (at most 3600) before sending the status, so asyncio clients receive the status instead of INTERNAL;
+    0 turns this off."""
+    stream_linger_bytes: int = Field(default=8 * MIB, ge=0, le=GIB)
+    """The most bytes read and discarded that way per refused stream (0 to 1 GiB)."""
+    overload_retry_after_seconds: float = Field(default=1.0, ge=0, le=HOUR)
+    """The retry delay in seconds (0 to 3600) suggested (RetryInfo) when a call is refused for capacity."""
+    grace_period_seconds: float = Field(default=30.0, ge=0, le=DAY)
+    """Seconds (0 to 86400) in-flight calls may finish after SIGTERM/SIGINT before they are cancelled; 0 cancels
+    them at once."""
+    keepalive_time_seconds: float = Field(default=60.0, ge=1, le=DAY)
+    """Interval in seconds (1 to 86400) of server keepalive pings on idle connections."""
+    max_connection_age_seconds: float = Field(default=300.0, ge=1, le=WEEK)
+    """Connections are closed (gracefully) after this many seconds (1 to 604800, a week), so clients re-resolve and
+    spread over new replicas."""
 
     local_engine: LocalEngineName = "faster-whisper"
     """Local engine: faster-whisper (CTranslate2, the fastest here) or openai-whisper (the reference)."""
     local_model: str = "tiny.en"
     """Default local model: a bundled name (tiny.en, base), an engine model name, or a folder/file path."""
     local_workers: int = Field(default=2, ge=1, le=64)
-    """Local transcriptions running at once (threads; faster-whisper num_workers; openai-whisper replicas)."""
-    local_cpu_threads: int = Field(default=0, ge=0)
-    """CPU threads per local transcription; 0 means cores / local_workers (at least 1)."""
+    """Local transcriptions running at once, 1 to 64 (threads; faster-whisper num_workers; openai-whisper
+    replicas)."""
+    local_cpu_threads: int = Field(default=0, ge=0, le=256)
+    """CPU threads per local transcription, at most 256; 0 means cores / local_workers (at least 1)."""
     local_beam_size: int = Field(default=5, ge=1, le=16)
-    """Beam width of local decoding at temperature 0."""
+    """Beam width of local decoding at temperature 0, 1 to 16."""
     local_batch_size: int = Field(default=8, ge=1, le=64)
-    """faster-whisper: VAD-cut chunks decoded together for long audio; 1 disables batching."""
-    local_batched_min_seconds: float = Field(default=60.0, ge=0)
-    """faster-whisper: audio at least this long goes through batched inference."""
+    """faster-whisper: VAD-cut chunks decoded together for long audio, at most 64; 1 disables batching."""
+    local_batched_min_seconds: float = Field(default=60.0, ge=0, le=DAY)
+    """faster-whisper: audio at least this many seconds long (0 to 86400) goes through batched inference; 0 batches
+    everything."""
     local_vad_filter: bool = True
     """faster-whisper: skip non-speech (Silero VAD), which suppresses hallucinated text on silence."""
-    local_max_loaded_models: int = Field(default=2, ge=1)
-    """Most local models kept in memory at once; the least recently used idle one is unloaded."""
-    local_model_idle_seconds: float = Field(default=900.0, gt=0)
-    """Unload a local model (except while in use) after this long without requests."""
+    local_max_loaded_models: int = Field(default=2, ge=1, le=64)
+    """Most local models kept in memory at once (1 to 64); the least recently used idle one is unloaded."""
+    local_model_idle_seconds: float = Field(default=900.0, gt=0, le=WEEK)
+    """Unload a local model (except while in use) after this many seconds without requests (at most 604800, a
+    week)."""
     local_compute_type: str = "int8"
     """faster-whisper compute type on CPU (int8 or float32; the bundled float16 weights cannot run here)."""
     model_cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "transcribe")
@@ -94,12 +119,12 @@ class Settings(BaseSettings):
     """Base URL of any OpenAI-compatible server (OPENAI_BASE_URL); unset uses api.openai.com."""
     openai_model: str = "gpt-4o-mini-transcribe"
     """Default model of the API backend."""
-    openai_timeout_seconds: float = Field(default=120.0, gt=0)
-    """Timeout of one upstream API attempt, in seconds."""
+    openai_timeout_seconds: float = Field(default=120.0, gt=0, le=HOUR)
+    """Timeout of one upstream API attempt, in seconds (above 0, at most 3600)."""
     openai_max_retries: int = Field(default=2, ge=0, le=10)
-    """Upstream retries (with backoff) on connection errors, 408, 409, 429 and 5xx."""
+    """Upstream retries (with backoff, 0 to 10) on connection errors, 408, 409, 429 and 5xx; 0 never retries."""
     openai_workers: int = Field(default=8, ge=1, le=256)
-    """Upstream API calls in flight at once."""
+    """Upstream API calls in flight at once, 1 to 256."""
 
     auth_tokens: SecretStr | None = None
     """Comma-separated bearer tokens; when set (or auth_tokens_file), every RPC but health needs one."""
@@ -113,13 +138,21 @@ class Settings(BaseSettings):
     """PEM CA bundle; when set, clients must present a certificate it signed (mutual TLS)."""
 
     log_level: str = "INFO"
-    """Python logging level."""
+    """Python logging level name: DEBUG, INFO, WARNING, ERROR or CRITICAL (any case)."""
     log_format: Literal["text", "json"] = "text"
     """text, or json: one JSON object per line (with request_id and, for calls, method, code, latency)."""
     metrics_port: int | None = Field(default=None, ge=0, le=65535)
-    """Port of the Prometheus /metrics endpoint; unset turns metrics off."""
+    """Port of the Prometheus /metrics endpoint; 0 picks a free port; unset turns metrics off."""
     metrics_host: str = "0.0.0.0"  # noqa: S104 (a metrics endpoint is scraped from outside the pod)
     """Address of the metrics endpoint."""
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_is_known(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in logging.getLevelNamesMapping():
+            raise ValueError("should be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
 
     @model_validator(mode="after")
     def _default_backend_is_usable(self) -> Settings:
@@ -157,7 +190,24 @@ class Settings(BaseSettings):
             return self.local_max_audio_bytes
         return self.max_audio_bytes
 
-    @property
-    def max_message_bytes(self) -> int:
-        """gRPC receive limit: the largest upload plus room for the config in a unary request."""
-        return max(self.max_audio_bytes, self.local_max_audio_bytes or 0) + 64 * 1024
+
+def env_names(field: str) -> list[str]:
+    """The environment variables a setting is read from, by field name or by one of its aliases."""
+    prefix = str(Settings.model_config.get("env_prefix", ""))
+    for name, info in Settings.model_fields.items():
+        alias = info.validation_alias
+        names = [c for c in alias.choices if isinstance(c, str)] if isinstance(alias, AliasChoices) else []
+        if field == name or field in names:
+            return names or [f"{prefix}{name}".upper()]
+    return [field.upper()]
+
+
+def describe_invalid(error: ValidationError) -> str:
+    """One line naming each invalid setting's environment variable and what is wrong with its value."""
+    problems = []
+    for detail in error.errors(include_url=False, include_input=False):
+        message = str(detail["msg"]).removeprefix("Value error, ")
+        if location := detail["loc"]:
+            message = f"{' or '.join(env_names(str(location[0])))}: {message}"
+        problems.append(" ".join(message.split()))
+    return "; ".join(problems)

@@ -66,7 +66,7 @@ def spoken() -> dict[str, Fixture]:
 
 
 @pytest.fixture(scope="session")
-async def local_backend() -> AsyncIterator[LocalBackend]:
+async def local_backend() -> AsyncIterator[LocalBackend[Any]]:
     """The default local backend: bundled tiny.en on faster-whisper (int8), loaded once."""
     backend = LocalBackend(
         engine=FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=2),
@@ -80,7 +80,7 @@ async def local_backend() -> AsyncIterator[LocalBackend]:
 
 
 @pytest.fixture(scope="session")
-async def reference_backend() -> AsyncIterator[LocalBackend]:
+async def reference_backend() -> AsyncIterator[LocalBackend[Any]]:
     """The reference local backend: bundled tiny.en converted for openai-whisper, loaded once."""
     backend = LocalBackend(
         engine=OpenAIWhisperEngine(cache_dir=MODEL_CACHE, replicas=1),
@@ -134,7 +134,7 @@ def openai_backend_for(fake: FakeOpenAIServer, **overrides: Any) -> OpenAIBacken
 
 
 @pytest.fixture
-async def start_server(tmp_path: Path, local_backend: LocalBackend) -> AsyncIterator[StartServer]:
+async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> AsyncIterator[StartServer]:
     """Starts real servers on 127.0.0.1:0; at teardown each must have left no upload file behind."""
     running: list[RunningServer] = []
     uploads = tmp_path / "uploads"

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
+from typing import Any
 
 import av
 import grpc
@@ -27,7 +28,7 @@ from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
 from service.backends.local import LocalBackend
 from service.core.transcriber import Transcriber
-from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
+from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 from service.faces.grpc.app import create_server
 from service.settings import Settings
 from service.wiring import build_app
@@ -62,7 +63,6 @@ class RecordingBackend:
         self.inner = inner
         self.kind: BackendKind = inner.kind
         self.workers: int = inner.workers
-        self.wants_whisper_input: bool = inner.wants_whisper_input
         self.calls: list[AudioFile] = []
 
     async def start(self) -> None:
@@ -74,11 +74,15 @@ class RecordingBackend:
         self.inner.check(options)
 
     async def transcribe(
-        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> Transcript:
         """Record the file, then transcribe it with the real backend."""
         self.calls.append(audio)
-        return await self.inner.transcribe(audio, options, deadline)
+        return await self.inner.transcribe(audio, options, deadline, progress)
 
     def models(self) -> list[ModelDescription]:
         """The real backend's models."""
@@ -354,7 +358,7 @@ class Shared:
 
 
 @pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory, local_backend: LocalBackend) -> AsyncIterator[Shared]:
+async def shared(tmp_path_factory: pytest.TempPathFactory, local_backend: LocalBackend[Any]) -> AsyncIterator[Shared]:
     """One real server (local backend behind a recorder, 8 MiB upload limit) for the whole suite."""
     uploads: Path = tmp_path_factory.mktemp("bad-input-uploads")
     settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, max_audio_bytes=LIMIT)

@@ -8,24 +8,21 @@ leaving the disk, the admission count, a request reaching the loopback API, an e
 from __future__ import annotations
 
 import asyncio
-import copy
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
-from typing import Any, cast
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
 
 import grpc
-import numpy as np
-import numpy.typing as npt
 import pytest
 
 from service.audio.store import Upload, UploadStore
 from service.backends.local import LocalBackend
-from service.domain import BackendKind
-from service.engines.base import EngineRequest, EngineResult, ModelSpec
+from service.domain import BackendKind, Segment
+from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.catalog import local_model_specs
-from service.engines.faster_whisper import FasterWhisperEngine
+from service.engines.faster_whisper import FasterWhisperEngine, FasterWhisperModel
 from tests.conftest import DATA, MODEL_CACHE, REPO, RunningServer, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.helpers import assert_has_words
@@ -62,7 +59,11 @@ async def received(uploads: list[Upload], before: int, count: int, size: int) ->
 async def within_a_second(server: RunningServer, kind: BackendKind) -> None:
     """The call's file is gone and its admission slot is free within one second."""
     await wait_until(lambda: server.store.files() == [], 1.0, "the upload file is deleted")
-    await wait_until(lambda: server.transcriber.gates[kind].in_flight == 0, 1.0, "the admission slot is free")
+    await wait_until(
+        lambda: server.transcriber.gates[kind].in_flight == 0 and server.transcriber.upload_gate.in_flight == 0,
+        1.0,
+        "the admission slots are free",
+    )
 
 
 async def late_release(server: RunningServer, kind: BackendKind) -> str | None:
@@ -85,7 +86,7 @@ async def late_release(server: RunningServer, kind: BackendKind) -> str | None:
     ],
 )
 async def test_a_cancelled_upload_frees_its_slot_and_is_never_transcribed(
-    config: pb.TranscriptionConfig, data: bytes, start_server: StartServer, local_backend: LocalBackend
+    config: pb.TranscriptionConfig, data: bytes, start_server: StartServer, local_backend: LocalBackend[Any]
 ) -> None:
     """Cancelling mid-upload deletes the file and frees the slot within a second, and nothing is transcribed."""
     backend = RecordingBackend(local_backend)
@@ -104,7 +105,7 @@ async def test_a_cancelled_upload_frees_its_slot_and_is_never_transcribed(
         before = len(uploads)
         call = server.stub.TranscribeStream(requests(), timeout=60)
         await received(uploads, before, 1, sent * chunk)
-        assert server.transcriber.gates[LOCAL].in_flight == 1
+        assert server.transcriber.upload_gate.in_flight == 1
         call.cancel()
         with pytest.raises(asyncio.CancelledError):
             await call
@@ -196,16 +197,24 @@ class SteppingEngine:
         self.exhausted = False
         self.returned = -1
 
-    def load(self, spec: ModelSpec) -> object:
+    def load(self, spec: ModelSpec) -> FasterWhisperModel:
         """Load with the real engine."""
         return self.inner.load(spec)
 
-    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
+    def detect_language(self, model: FasterWhisperModel, audio: Samples) -> tuple[str, float]:
+        """As the real engine."""
+        return self.inner.detect_language(model, audio)
+
+    def transcribe_clips(
+        self, model: FasterWhisperModel, audio: Samples, clips: Sequence[Clip], request: EngineRequest
+    ) -> tuple[Segment, ...]:
+        """As the real engine (these tests transcribe whole)."""
+        return self.inner.transcribe_clips(model, audio, clips, request)
+
+    def transcribe(self, model: FasterWhisperModel, audio: Samples, request: EngineRequest) -> EngineResult:
         """Transcribe with the real engine, whose WhisperModel yields through `_segments`."""
         self.request = request
-        stepping = copy.copy(model)
-        whisper = cast(Any, model).model
-        cast(Any, stepping).model = _SteppingModel(whisper, self)
+        stepping = FasterWhisperModel(_SteppingModel(model.model, self))
         try:
             result = self.inner.transcribe(stepping, audio, request)
             self.returned = len(result.segments)
@@ -237,11 +246,15 @@ class _SteppingModel:
 
 
 @pytest.fixture
-async def stepping() -> AsyncIterator[tuple[SteppingEngine, LocalBackend]]:
+async def stepping() -> AsyncIterator[tuple[SteppingEngine, LocalBackend[Any]]]:
     """A one-worker local backend on the stepping engine (sequential decoding, so segments come one by one)."""
-    engine = SteppingEngine(FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1, batch_size=1))
+    engine = SteppingEngine(FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1))
     backend = LocalBackend(
-        engine=engine, specs=local_model_specs("tiny.en", MODEL_CACHE), default_model="tiny.en", workers=1
+        engine=engine,
+        specs=local_model_specs("tiny.en", MODEL_CACHE),
+        default_model="tiny.en",
+        workers=1,
+        batch_size=1,
     )
     await backend.start()
     yield engine, backend
@@ -250,7 +263,7 @@ async def stepping() -> AsyncIterator[tuple[SteppingEngine, LocalBackend]]:
 
 
 async def test_a_cancelled_local_transcription_stops_at_the_next_segment(
-    start_server: StartServer, stepping: tuple[SteppingEngine, LocalBackend]
+    start_server: StartServer, stepping: tuple[SteppingEngine, LocalBackend[Any]]
 ) -> None:
     """Cancelling a long local transcription sets the engine's cancel flag and it stops after one more segment."""
     engine, backend = stepping
@@ -297,7 +310,7 @@ pb_grpc.TranscribeServiceStub(grpc.insecure_channel(target)).TranscribeStream(re
 
 
 async def test_a_client_killed_mid_upload_is_never_transcribed(
-    start_server: StartServer, local_backend: LocalBackend
+    start_server: StartServer, local_backend: LocalBackend[Any]
 ) -> None:
     """Clients killed with SIGKILL mid-upload of valid PCM: nothing is transcribed and every file goes within 1 s."""
     backend = RecordingBackend(local_backend)
@@ -324,7 +337,7 @@ async def test_a_client_killed_mid_upload_is_never_transcribed(
             process.stdin.write(pcm)
             process.stdin.close()
         await received(uploads, 0, clients, chunk * count)
-        assert server.transcriber.gates[LOCAL].in_flight == clients
+        assert server.transcriber.upload_gate.in_flight == clients
     finally:
         for process in processes:
             if process.returncode is None:

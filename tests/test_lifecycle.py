@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -18,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service.__main__ import serve
 from service.audio.store import UploadStore
 from service.backends.local import LocalBackend
-from service.domain import AudioFile, BackendKind, ModelDescription, Transcript, TranscriptionOptions
+from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 from service.settings import Settings
 from service.wiring import build_app
 from tests.conftest import DATA, MODEL_CACHE, REPO
@@ -67,7 +68,7 @@ class GatedBackend:
     workers = 1
     wants_whisper_input = True
 
-    def __init__(self, inner: LocalBackend, gate: asyncio.Event) -> None:
+    def __init__(self, inner: LocalBackend[Any], gate: asyncio.Event) -> None:
         self._inner = inner
         self._gate = gate
 
@@ -80,10 +81,14 @@ class GatedBackend:
         self._inner.check(options)
 
     async def transcribe(
-        self, audio: AudioFile, options: TranscriptionOptions, deadline: float | None = None
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        deadline: float | None = None,
+        progress: Progress | None = None,
     ) -> Transcript:
         """As the wrapped backend."""
-        return await self._inner.transcribe(audio, options, deadline)
+        return await self._inner.transcribe(audio, options, deadline, progress)
 
     def models(self) -> list[ModelDescription]:
         """As the wrapped backend."""
@@ -94,7 +99,7 @@ class GatedBackend:
 
 
 async def test_health_is_not_serving_until_backends_are_ready_and_after_stop(
-    tmp_path: Path, local_backend: LocalBackend
+    tmp_path: Path, local_backend: LocalBackend[Any]
 ) -> None:
     """Health is NOT_SERVING while models load, SERVING when ready, NOT_SERVING on shutdown."""
     gate, stop = asyncio.Event(), asyncio.Event()

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-import numpy.typing as npt
-
-from service.engines.base import EngineRequest, EngineResult, ModelSpec
+from service.domain import Segment
+from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.pool import ModelPool
 
 
@@ -28,7 +27,17 @@ class CountingEngine:
         self.loads.append(spec.name)
         return object()
 
-    def transcribe(self, model: object, audio: npt.NDArray[np.float32], request: EngineRequest) -> EngineResult:
+    def transcribe(self, model: object, audio: Samples, request: EngineRequest) -> EngineResult:
+        """Not used by these tests."""
+        raise NotImplementedError
+
+    def detect_language(self, model: object, audio: Samples) -> tuple[str, float]:
+        """Not used by these tests."""
+        raise NotImplementedError
+
+    def transcribe_clips(
+        self, model: object, audio: Samples, clips: Sequence[Clip], request: EngineRequest
+    ) -> tuple[Segment, ...]:
         """Not used by these tests."""
         raise NotImplementedError
 
@@ -50,7 +59,7 @@ def test_concurrent_first_requests_load_a_model_once() -> None:
     """Many threads asking for an unloaded model cause exactly one load and all get the same object."""
     engine = CountingEngine()
     engine.release.clear()
-    pool = ModelPool(engine, SPECS, max_loaded=2, idle_seconds=60)
+    pool: ModelPool[object] = ModelPool(engine, SPECS, max_loaded=2, idle_seconds=60)
     with ThreadPoolExecutor(max_workers=8) as threads:
         futures = [threads.submit(pool.acquire, "a") for _ in range(8)]
         engine.release.set()
@@ -62,7 +71,7 @@ def test_concurrent_first_requests_load_a_model_once() -> None:
 def test_idle_models_are_unloaded_but_not_while_in_use() -> None:
     """A model idle past the TTL is unloaded; one still in use is kept however old."""
     clock = Clock()
-    pool = ModelPool(CountingEngine(), SPECS, max_loaded=3, idle_seconds=10, clock=clock)
+    pool: ModelPool[object] = ModelPool(CountingEngine(), SPECS, max_loaded=3, idle_seconds=10, clock=clock)
     pool.acquire("a")
     pool.release("a")
     pool.acquire("b")
@@ -79,7 +88,7 @@ def test_cap_evicts_the_least_recently_used_idle_model() -> None:
     """Loading past the cap unloads the idle model used longest ago, never one in use."""
     clock = Clock()
     engine = CountingEngine()
-    pool = ModelPool(engine, SPECS, max_loaded=2, idle_seconds=1000, clock=clock)
+    pool: ModelPool[object] = ModelPool(engine, SPECS, max_loaded=2, idle_seconds=1000, clock=clock)
     pool.acquire("a")
     pool.release("a")
     clock.now = 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -104,7 +106,7 @@ async def test_list_models_and_health(start_server: StartServer) -> None:
 
 
 async def test_reference_engine_transcribes_with_word_offsets(
-    start_server: StartServer, reference_backend: LocalBackend, spoken: dict[str, Fixture]
+    start_server: StartServer, reference_backend: LocalBackend[Any], spoken: dict[str, Fixture]
 ) -> None:
     """openai-whisper, on the checkpoint converted from the bundled model, gives the words and their offsets."""
     server = await start_server(backends={BackendKind.LOCAL: reference_backend})

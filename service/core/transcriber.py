@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import ParamSpec, TypeVar
+from typing import Generic, ParamSpec, TypeVar
 
 from service.audio.probe import probe, wrap_pcm_as_wav
 from service.audio.store import Upload, UploadStore
@@ -156,22 +156,27 @@ async def one_chunk(content: bytes) -> AsyncIterator[bytes]:
     yield content
 
 
-async def idle_limited(items: AsyncIterator[R], seconds: float) -> AsyncIterator[R]:
-    """Pass items on; raise StreamIdle when the source sends nothing for `seconds`."""
-    while True:
+class IdleLimited(Generic[R]):
+    """Passes items on; raises StreamIdle when the source sends nothing for `seconds`."""
+
+    def __init__(self, items: AsyncIterator[R], seconds: float) -> None:
+        self._items = items
+        self._seconds = seconds
+
+    def __aiter__(self) -> IdleLimited[R]:
+        return self
+
+    async def __anext__(self) -> R:
         # asyncio.timeout, not wait_for: on 3.11 wait_for drops a cancellation that arrives in the same loop turn
         # as the item, and gRPC ends a dead client's stream and cancels the call in that very turn.
         try:
-            async with asyncio.timeout(seconds):
-                item = await anext(items)
-        except StopAsyncIteration:
-            return
+            async with asyncio.timeout(self._seconds):
+                return await anext(self._items)
         except TimeoutError:
             raise StreamIdle(
-                f"the stream sent nothing for {seconds:g} seconds",
-                metadata={"idle_timeout_seconds": f"{seconds:g}"},
+                f"the stream sent nothing for {self._seconds:g} seconds",
+                metadata={"idle_timeout_seconds": f"{self._seconds:g}"},
             ) from None
-        yield item
 
 
 def validate_options(options: TranscriptionOptions) -> None:

@@ -22,7 +22,6 @@ def create_server(
     settings: Settings, transcriber: Transcriber, recorder: CallRecorder
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
-    keepalive_ms = int(settings.keepalive_time_seconds * 1000)
     # The call interceptor comes first, so it wraps the handlers later interceptors return and maps their errors.
     interceptors: list[grpc.aio.ServerInterceptor] = [
         CallInterceptor(recorder, Linger(settings.stream_linger_seconds, settings.stream_linger_bytes))
@@ -34,12 +33,12 @@ def create_server(
         options=[
             ("grpc.max_receive_message_length", settings.max_message_bytes),
             ("grpc.max_send_message_length", 16 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", keepalive_ms),
+            ("grpc.keepalive_time_ms", round(settings.keepalive_time_seconds * 1000)),
             ("grpc.keepalive_timeout_ms", 20_000),
             ("grpc.keepalive_permit_without_calls", 1),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.http2.max_ping_strikes", 2),
-            ("grpc.max_connection_age_ms", int(settings.max_connection_age_seconds * 1000)),
+            ("grpc.max_connection_age_ms", round(settings.max_connection_age_seconds * 1000)),
         ],
     )
     pb_grpc.add_TranscribeServiceServicer_to_server(

@@ -4,6 +4,7 @@ calls without a valid bearer token are refused."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -127,12 +128,18 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
         if handler.stream_unary is not None:
             behavior = self._unary(cast(UnaryBehavior, handler.stream_unary), method, incoming, streaming=True)
             return grpc.stream_unary_rpc_method_handler(behavior, **serializers)
-        if handler.unary_stream is not None:
-            streamed = self._stream(cast(StreamBehavior, handler.unary_stream), method, incoming, streaming=False)
-            return grpc.unary_stream_rpc_method_handler(streamed, **serializers)
-        if handler.stream_stream is not None:
-            streamed = self._stream(cast(StreamBehavior, handler.stream_stream), method, incoming, streaming=True)
-            return grpc.stream_stream_rpc_method_handler(streamed, **serializers)
+        for streamer, streaming, make in (
+            (handler.unary_stream, False, grpc.unary_stream_rpc_method_handler),
+            (handler.stream_stream, True, grpc.stream_stream_rpc_method_handler),
+        ):
+            if streamer is None:
+                continue
+            # A streaming-response handler is an async generator, or a coroutine that calls context.write().
+            if inspect.isasyncgenfunction(streamer):
+                wrapped: Any = self._stream(cast(StreamBehavior, streamer), method, incoming, streaming=streaming)
+            else:
+                wrapped = self._unary(cast(UnaryBehavior, streamer), method, incoming, streaming=streaming)
+            return make(wrapped, **serializers)
         return handler
 
     def _unary(self, behavior: UnaryBehavior, method: str, incoming: object, *, streaming: bool) -> UnaryBehavior:

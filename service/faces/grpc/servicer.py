@@ -8,7 +8,7 @@ from typing import Any, TypeAlias
 
 import grpc
 
-from service.core.transcriber import Transcriber, idle_limited, one_chunk
+from service.core.transcriber import IdleLimited, Transcriber, one_chunk
 from service.errors import FieldViolation, StreamOutOfOrder
 from service.faces.grpc.convert import model_to_proto, options_from_proto, transcript_to_proto
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -38,7 +38,7 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
         self, request_iterator: AsyncIterator[pb.TranscribeStreamRequest], context: Context
     ) -> pb.TranscribeStreamResponse:
         """Client streaming: config first (exactly once), then audio chunks."""
-        requests = idle_limited(aiter(request_iterator), self._idle_seconds)
+        requests = _non_empty(IdleLimited(aiter(request_iterator), self._idle_seconds))
         first = await anext(requests, None)
         if first is None or first.WhichOneof("streaming_request") != "config":
             raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
@@ -58,6 +58,14 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
 def _deadline(context: Context) -> float | None:
     remaining = context.time_remaining()
     return None if remaining is None else time.monotonic() + remaining
+
+
+async def _non_empty(
+    requests: AsyncIterator[pb.TranscribeStreamRequest],
+) -> AsyncIterator[pb.TranscribeStreamRequest]:
+    async for request in requests:
+        if request.WhichOneof("streaming_request") is not None:
+            yield request
 
 
 async def _audio_chunks(requests: AsyncIterator[pb.TranscribeStreamRequest]) -> AsyncIterator[bytes]:
