@@ -361,7 +361,7 @@ class Shared:
 async def shared(tmp_path_factory: pytest.TempPathFactory, local_backend: LocalBackend[Any]) -> AsyncIterator[Shared]:
     """One real server (local backend behind a recorder, 8 MiB upload limit) for the whole suite."""
     uploads: Path = tmp_path_factory.mktemp("bad-input-uploads")
-    settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, max_audio_bytes=LIMIT)
+    settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, max_audio_bytes=LIMIT, max_audio_seconds=1800)
     backend = RecordingBackend(local_backend)
     app = build_app(settings, {BackendKind.LOCAL: backend})
     app.store.open()

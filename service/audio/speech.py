@@ -3,7 +3,7 @@ grouped into clips of at most 30 s (local engines) or pieces near a target lengt
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +24,8 @@ class Span:
 
     start: float
     end: float
+    silence_after: float = 0.0
+    """How long the pause after this stretch of speech lasts (before padding); a good place to cut."""
 
     @property
     def duration(self) -> float:
@@ -98,6 +100,8 @@ def speech_spans(
 
 
 def _padded(spans: Sequence[tuple[float, float]], total: float, opts: SpeechOptions) -> list[Span]:
+    if not spans:
+        return []
     starts = [start for start, _ in spans]
     ends = [end for _, end in spans]
     for i in range(len(spans)):
@@ -110,20 +114,28 @@ def _padded(spans: Sequence[tuple[float, float]], total: float, opts: SpeechOpti
             starts[i + 1] -= widen
         else:
             ends[i] = min(total, ends[i] + opts.pad_seconds)
-    return [Span(start, end) for start, end in zip(starts, ends, strict=True) if end > start]
+    gaps = [spans[i + 1][0] - spans[i][1] for i in range(len(spans) - 1)] + [total - spans[-1][1]]
+    return [Span(start, end, gap) for start, end, gap in zip(starts, ends, gaps, strict=True) if end > start]
 
 
-def group_spans(spans: Iterable[Span], max_seconds: float) -> list[Span]:
-    """Consecutive spans joined, silence between them included, as long as each group lasts at most max_seconds.
+def group_spans(spans: Sequence[Span], max_seconds: float, search: float = 0.3) -> list[Span]:
+    """Consecutive spans joined, silence between them included, into groups of at most max_seconds.
 
-    A span longer than max_seconds stays a group of its own.
+    A group is closed at the longest pause within its last `search` fraction rather than at the last pause that
+    fits, so cuts fall in clear silence. A span longer than max_seconds stays a group of its own.
     """
     groups: list[Span] = []
-    for span in spans:
-        if groups and span.end - groups[-1].start <= max_seconds:
-            groups[-1] = Span(groups[-1].start, span.end)
-        else:
-            groups.append(span)
+    first = 0
+    while first < len(spans):
+        last = first
+        while last + 1 < len(spans) and spans[last + 1].end - spans[first].start <= max_seconds:
+            last += 1
+        if last + 1 < len(spans):
+            earliest = spans[first].start + (1 - search) * max_seconds
+            candidates = [k for k in range(first, last + 1) if spans[k].end >= earliest] or [last]
+            last = max(candidates, key=lambda k: (spans[k].silence_after, k))
+        groups.append(Span(spans[first].start, spans[last].end, spans[last].silence_after))
+        first = last + 1
     return groups
 
 

@@ -65,6 +65,7 @@ class LocalBackend(Generic[ModelT]):
         idle_seconds: float = 900.0,
         batch_size: int = 8,
         windowed_min_seconds: float = 60.0,
+        vad_window_seconds: float = VAD_WINDOW_SECONDS,
     ) -> None:
         self._engine = engine
         self.default_model = default_model
@@ -72,6 +73,7 @@ class LocalBackend(Generic[ModelT]):
         self.workers = workers
         self._batch_size = batch_size
         self._windowed_min_seconds = windowed_min_seconds
+        self._vad_window_seconds = vad_window_seconds
         self._threads = FairWorkerPool(workers, "local")
         self._ready = False
         self._reaper: asyncio.Task[None] | None = None
@@ -173,11 +175,13 @@ class LocalBackend(Generic[ModelT]):
         )
 
     async def _transcribe_windows(self, job: _Job, seconds: float, progress: Progress | None) -> EngineResult:
-        edges = [*np.arange(0.0, seconds, VAD_WINDOW_SECONDS).tolist(), seconds]
+        edges = [*np.arange(0.0, seconds, self._vad_window_seconds).tolist(), seconds]
         scored = await asyncio.gather(*(job.run(self._score_speech, job, a, b) for a, b in itertools.pairwise(edges)))
         clips = group_spans(speech_spans(np.concatenate(scored), seconds), CLIP_SECONDS)
+        if not clips:
+            return EngineResult(segments=(), language=job.request.language or "", language_probability=0.0)
         language, probability = job.request.language, 1.0
-        if clips and language is None:
+        if language is None:
             language, probability = await job.run(self._detect_language, job, clips[0])
         request = job.with_language(language or "en")
         batches = [clips[i : i + self._batch_size] for i in range(0, len(clips), self._batch_size)]
