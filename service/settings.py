@@ -55,13 +55,13 @@ class Settings(BaseSettings):
     temp_dir: Path | None = None
     """Parent folder for upload files; unset uses the system temp folder (honours TMPDIR)."""
     local_queue_size: int = Field(default=8, ge=0, le=10_000)
-    """Local calls allowed to wait for a worker (0 to 10000); beyond workers + queue, calls get RESOURCE_EXHAUSTED
-    at once."""
+    """Received and probed recordings allowed to wait for a local worker (0 to 10000); beyond workers + queue,
+    calls get RESOURCE_EXHAUSTED at once. Uploads still arriving do not count."""
     openai_queue_size: int = Field(default=64, ge=0, le=10_000)
-    """API calls allowed to wait for a worker (0 to 10000); beyond workers + queue, calls get RESOURCE_EXHAUSTED at
-    once."""
+    """Received and probed recordings allowed to wait for an API worker (0 to 10000); beyond workers + queue, calls
+    get RESOURCE_EXHAUSTED at once."""
     max_concurrent_uploads: int = Field(default=64, ge=1, le=10_000)
-    """Requests receiving or holding audio at once, over all backends (1 to 10000)."""
+    """Recordings being received or probed at once, over all backends (1 to 10000)."""
     stream_idle_timeout_seconds: float = Field(default=30.0, gt=0, le=HOUR)
     """Seconds (above 0, at most 3600): a stream that sends nothing for this long ends with DEADLINE_EXCEEDED."""
     stream_linger_seconds: float = Field(default=2.0, ge=0, le=HOUR)
@@ -93,10 +93,11 @@ class Settings(BaseSettings):
     local_beam_size: int = Field(default=5, ge=1, le=16)
     """Beam width of local decoding at temperature 0, 1 to 16."""
     local_batch_size: int = Field(default=8, ge=1, le=64)
-    """faster-whisper: VAD-cut chunks decoded together for long audio, at most 64; 1 disables batching."""
+    """Clips of at most 30 s per task of a windowed recording, decoded as one batch (at most 64); 1 transcribes every
+    recording whole, without windows."""
     local_batched_min_seconds: float = Field(default=60.0, ge=0, le=DAY)
-    """faster-whisper: audio at least this many seconds long (0 to 86400) goes through batched inference; 0 batches
-    everything."""
+    """Recordings at least this many seconds long (0 to 86400) are transcribed in windows (flat memory, every worker
+    for a lone recording); 0 windows everything."""
     local_vad_filter: bool = True
     """faster-whisper: skip non-speech (Silero VAD), which suppresses hallucinated text on silence."""
     local_max_loaded_models: int = Field(default=2, ge=1, le=64)
