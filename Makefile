@@ -10,7 +10,7 @@ BUF_VERSION := 1.59.0
 PROTO_SRC := $(shell find protos -name '*.proto')
 GEN := gen/python
 
-.PHONY: install run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench load ci clean lock
+.PHONY: install run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench bench-audio load ci clean lock
 
 install: $(STAMP)
 
@@ -68,8 +68,12 @@ buf-breaking: $(BUF)
 fixtures: install
 	$(PY) tests/data/make_fixtures.py
 
+## espeak-ng, which bench/data/make_long_audio.py speaks the long recording with (made on first use, cached).
+bench-audio:
+	command -v espeak-ng >/dev/null || apt-get install -y espeak-ng || (apt-get update && apt-get install -y espeak-ng)
+
 ## Benchmarks (not tests): results go to bench/results/.
-bench: install
+bench: install bench-audio
 	$(PY) -m bench $(BENCH_ARGS)
 
 ## Load test against a real server process (bounded time): results go to bench/results/.

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, engines, overhead, upload
+from bench import concurrency, engines, lone, long_recording, overhead, upload
 from bench.common import GIB, MIB, RESULTS, load_clips, say, write_json
 from bench.machine import describe, load_average
 from bench.report import SECTIONS, render
@@ -17,7 +17,11 @@ from bench.report import SECTIONS, render
 def main(argv: list[str] | None = None) -> None:
     """Parse options, run the chosen sections one after another, then render the report."""
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="60 s clip only and fewer repetitions: a fast smoke run")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="60 s clip, 10-minute long recording, fewer repetitions: a smoke run",
+    )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: {','.join(SECTIONS)})"
     )
@@ -26,6 +30,12 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         default=None,
         help="results folder (default: bench/results, or bench/results/quick with --quick)",
+    )
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        default=None,
+        help="length of the long section's recording in minutes (default 180, or 10 with --quick)",
     )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -44,6 +54,13 @@ def main(argv: list[str] | None = None) -> None:
         "overhead": lambda: overhead.run(main_clip, rounds=2 if args.quick else 8),
         "concurrency": lambda: concurrency.run(short, [1, 2, 4, 8], requests_per_level=4 if args.quick else 12),
         "upload": lambda: upload.run(short, total=256 * MIB if args.quick else GIB),
+        "lone": lambda: lone.run(
+            main_clip,
+            calls=2 if args.quick else 5,
+            reference_repeats=1 if args.quick else 2,
+            requests={1: 2, 4: 4} if args.quick else {1: 4, 4: 8},
+        ),
+        "long": lambda: long_recording.run(args.long_minutes or (10.0 if args.quick else 180.0)),
     }
     say(f"running {', '.join(name for name in SECTIONS if name in chosen)}; results in {output}")
     for name in SECTIONS:

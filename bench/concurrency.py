@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bench.common import Clip, median, percentile, say
 from bench.server import ServerProcess, unary
 from bench.wer import word_error_rate
+from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
+
+Call = Callable[[pb_grpc.TranscribeServiceStub, bytes], pb.Transcript]
 
 
-def _level(server: ServerProcess, content: bytes, clients: int, requests: int) -> dict[str, Any]:
-    """`requests` unary calls shared by `clients` threads that start together; latencies and wall time."""
+def level(server: ServerProcess, content: bytes, clients: int, requests: int, call: Call = unary) -> dict[str, Any]:
+    """`requests` calls shared by `clients` threads that start together; latencies and wall time."""
     per_client = [requests // clients + (1 if i < requests % clients else 0) for i in range(clients)]
     barrier = threading.Barrier(clients)
     stub = server.stub
@@ -24,7 +29,7 @@ def _level(server: ServerProcess, content: bytes, clients: int, requests: int) -
         barrier.wait()
         for _ in range(count):
             started = time.perf_counter()
-            texts.append(unary(stub, content).text)
+            texts.append(call(stub, content).text)
             latencies.append(time.perf_counter() - started)
         return latencies
 
@@ -51,18 +56,18 @@ def run(clip: Clip, levels: list[int], requests_per_level: int) -> dict[str, Any
         for clients in levels:
             requests = max(requests_per_level, clients)
             say(f"concurrency: {clients} client(s), {requests} requests of the {clip.name} clip")
-            level = _level(server, content, clients, requests)
-            latencies = level["latencies"]
+            measured = level(server, content, clients, requests)
+            latencies = measured["latencies"]
             row = {
                 "clients": clients,
                 "requests": requests,
-                "wall_seconds": level["wall_seconds"],
-                "throughput": requests * clip.duration / level["wall_seconds"],
+                "wall_seconds": measured["wall_seconds"],
+                "throughput": requests * clip.duration / measured["wall_seconds"],
                 "latency_p50": percentile(latencies, 0.5),
                 "latency_p95": percentile(latencies, 0.95),
                 "latency_max": max(latencies),
                 "latencies": latencies,
-                "wer_median": median([word_error_rate(clip.text, text) for text in level["texts"]]),
+                "wer_median": median([word_error_rate(clip.text, text) for text in measured["texts"]]),
             }
             say(
                 f"concurrency: {clients} client(s): {row['throughput']:.1f}x real time, "

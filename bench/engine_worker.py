@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import resource
 import sys
 import threading
@@ -49,17 +48,38 @@ def build_engine(config: EngineConfig) -> Any:
         )
     from service.engines.faster_whisper import FasterWhisperEngine
 
-    batched = config.mode == "batched"
     return FasterWhisperEngine(
         cache_dir=MODEL_CACHE,
         compute_type=config.compute_type,
         cpu_threads=config.threads,
         num_workers=1,
         beam_size=config.beam_size,
-        batch_size=config.batch_size if batched else 1,
-        batched_min_seconds=0.0 if batched else math.inf,
         vad_filter=True,
     )
+
+
+def transcribe(engine: Any, model: Any, audio: npt.NDArray[np.float32], request: Any, config: EngineConfig) -> str:
+    """Sequential: the engine's whole-recording call. Batched: the local backend's windows, in this one thread.
+
+    Batched scores speech per 320 s window, cuts it into clips of at most 30 s and transcribes batch_size clips
+    per engine call, as the server does for recordings of local_batched_min_seconds and longer.
+    """
+    if config.mode != "batched":
+        segments = engine.transcribe(model, audio, request).segments
+    else:
+        from service.audio.decode import WHISPER_SAMPLE_RATE
+        from service.audio.speech import VAD_WINDOW_SECONDS, group_spans, speech_probabilities, speech_spans
+        from service.backends.local import CLIP_SECONDS
+        from service.engines.base import Clip
+
+        window = int(VAD_WINDOW_SECONDS * WHISPER_SAMPLE_RATE)
+        scored = [speech_probabilities(audio[start : start + window]) for start in range(0, len(audio), window)]
+        spans = group_spans(speech_spans(np.concatenate(scored), len(audio) / WHISPER_SAMPLE_RATE), CLIP_SECONDS)
+        clips = [Clip(span.start, span.end) for span in spans]
+        segments = []
+        for first in range(0, len(clips), config.batch_size):
+            segments += engine.transcribe_clips(model, audio, clips[first : first + config.batch_size], request)
+    return " ".join(s.text.strip() for s in segments if s.text.strip())
 
 
 def run(config: EngineConfig, clip_path: str, reference: str, repeats: int) -> dict[str, Any]:
@@ -108,14 +128,13 @@ def run(config: EngineConfig, clip_path: str, reference: str, repeats: int) -> d
             cancelled=threading.Event(),
         )
 
-    engine.transcribe(model, audio[: int(WARMUP_SECONDS * WHISPER_SAMPLE_RATE)], request())
+    transcribe(engine, model, audio[: int(WARMUP_SECONDS * WHISPER_SAMPLE_RATE)], request(), config)
     times: list[float] = []
     texts: list[str] = []
     for _ in range(repeats):
         started = time.perf_counter()
-        result = engine.transcribe(model, audio, request())
+        texts.append(transcribe(engine, model, audio, request(), config))
         times.append(time.perf_counter() - started)
-        texts.append(" ".join(s.text.strip() for s in result.segments if s.text.strip()))
     wers = [word_error_rate(reference, text) for text in texts]
     return {
         "config": config.to_json(),

@@ -8,17 +8,23 @@ from typing import Any
 
 from bench.common import MIB
 
-SECTIONS = ("engines", "overhead", "concurrency", "upload")
+SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long")
 TITLES = {
     "engines": "1. Engines on the same clips",
     "overhead": "2. Service overhead",
     "concurrency": "3. Concurrency",
     "upload": "4. Upload memory",
+    "lone": "5. Lone calls",
+    "long": "6. Long recordings",
 }
 SPEEDUP_TARGET = 5.0
 WER_MARGIN = 0.01
 OVERHEAD_TARGET = 0.03
 UPLOAD_GROWTH_TARGET = 64 * MIB
+LONE_SPEEDUP_TARGET = 8.0
+CONCURRENCY_GAIN_TARGET = 1.8
+LONG_MEMORY_RATIO_TARGET = 1.5
+LONG_THROUGHPUT_RATIO_TARGET = 0.9
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
@@ -169,6 +175,79 @@ def _upload(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _lone(data: dict[str, Any]) -> list[str]:
+    reference = data["reference"]
+    lines = [
+        f"## {TITLES['lone']}",
+        "",
+        f"The {data['clip']} clip ({data['audio_seconds']:.1f} s) streamed to one server with default settings "
+        "(TranscribeStream, 256 KiB chunks), timed by the client: after a warm-up, calls one at a time, each "
+        "after a 1 s pause; then closed loops of 1 and of 4 concurrent clients. The reference is "
+        f"{reference['label']}, the engine call alone in a process of its own, run in the same benchmark run.",
+        "",
+        "| path | runs | median wall time | real time factor | WER |",
+        "| --- | --- | --- | --- | --- |",
+        f"| {reference['label']} (engine call) | {reference['runs']} | {reference['median_seconds']:.2f} s | "
+        f"{reference['real_time_factor']:.1f}x | {_pct(reference['wer'])} |",
+        f"| the service, one call at a time | {data['calls']} | {data['median_seconds']:.2f} s | "
+        f"{data['real_time_factor']:.1f}x | {_pct(data['wer'])} |",
+        "",
+        "| clients | requests | throughput | latency p50 | latency p95 | WER (median) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["levels"]:
+        lines.append(
+            f"| {row['clients']} | {row['requests']} | {row['throughput']:.1f}x | "
+            f"{row['latency_p50']:.2f} s | {row['latency_p95']:.2f} s | {_pct(row['wer_median'])} |"
+        )
+    return [*lines, ""]
+
+
+def _long(data: dict[str, Any]) -> list[str]:
+    recording, short, long = data["recording"], data["short"], data["long"]
+    overrides = ", ".join(f"{k}={v}" for k, v in data["server_overrides"].items())
+    made = (
+        f"generated in this run in {recording['generation_seconds']:.0f} s "
+        f"({recording['audio_seconds'] / recording['generation_seconds']:.0f}x real time)"
+        if recording["generated_now"]
+        else "cached from an earlier run"
+    )
+    cuts_seconds = sum(cut["seconds"] for cut in data["cuts"])
+    cuts_audio = sum(cut["audio_seconds"] for cut in data["cuts"])
+    lines = [
+        f"## {TITLES['long']}",
+        "",
+        f"A {recording['audio_seconds'] / 60:.1f}-minute espeak-ng recording (`{recording['file']}`, "
+        f"{recording['bytes'] / MIB:.1f} MiB Ogg/Opus, {recording['words']:,} words; passages of about 5 minutes "
+        f"in varied voices, rates and pauses; {made}) and the same audio cut at the silences between passages "
+        f"into {recording['cuts']} files of about 5 minutes. Every call is streamed (TranscribeStream, 256 KiB "
+        "chunks from disk). One fresh server transcribes the checked-in 5-minute clip, then every cut one at a "
+        "time; another fresh server transcribes the long recording alone, with no warm-up. Default settings"
+        + (f", except the upload limits raised to fit the recording ({overrides})" if overrides else "")
+        + ". Peak RSS is the server's VmHWM after the call (it includes start-up and model loading); VmRSS is "
+        f"also sampled every {data['sample_seconds']:g} s.",
+        "",
+        "| call | audio | wall time | throughput | WER | VmRSS before | VmRSS peak (sampled) | VmHWM after |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        f"| the {short['clip']} clip, fresh server | {short['audio_seconds'] / 60:.1f} min | {short['seconds']:.1f} s "
+        f"| {short['throughput']:.1f}x | {_pct(short['wer'])} | {_mib(short['rss_before_bytes'])} | "
+        f"{_mib(short['rss_peak_sampled_bytes'])} | {_mib(short['vmhwm_after_bytes'])} |",
+        f"| {recording['cuts']} cuts after it, one at a time | {cuts_audio / 60:.1f} min | {cuts_seconds:.1f} s | "
+        f"{data['cuts_throughput']:.1f}x | {_pct(data['cuts_wer'])} | - | "
+        f"{_mib(max(cut['rss_peak_sampled_bytes'] for cut in data['cuts']))} | "
+        f"{_mib(short['vmhwm_after_cuts_bytes'])} |",
+        f"| the long recording, fresh server | {long['audio_seconds'] / 60:.1f} min | {long['seconds']:.1f} s | "
+        f"{long['throughput']:.1f}x | {_pct(data['long_wer'])} | {_mib(long['rss_before_bytes'])} | "
+        f"{_mib(long['rss_peak_sampled_bytes'])} | {_mib(long['vmhwm_after_bytes'])} |",
+        "",
+        "Peak sampled VmRSS in each tenth of the long call: "
+        + ", ".join("-" if value is None else f"{value / MIB:.0f}" for value in long["rss_by_tenth_bytes"])
+        + " MiB. WER of the cuts pools their errors over their words.",
+        "",
+    ]
+    return lines
+
+
 def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Targets", "", "| target | measured | result |", "| --- | --- | --- |"]
     engines, overhead = sections.get("engines"), sections.get("overhead")
@@ -213,6 +292,42 @@ def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
             f"{data['rss_growth_bytes'] / MIB:.1f} MiB | "
             f"{_verdict(data['rss_growth_bytes'] <= UPLOAD_GROWTH_TARGET)} |"
         )
+    lone = sections.get("lone")
+    if lone:
+        data = lone["result"]
+        note = (
+            "" if data["clip"] == "5min" else f" (measured on the {data['clip']} clip; the target names the 5-min clip)"
+        )
+        lines.append(
+            f"| a lone streamed call >= {LONE_SPEEDUP_TARGET:g}x the speed of openai-whisper fp32 beam 5{note} | "
+            f"{data['real_time_factor']:.1f}x vs {data['reference']['real_time_factor']:.1f}x real time = "
+            f"{data['speedup']:.1f}x | {_verdict(data['speedup'] >= LONE_SPEEDUP_TARGET)} |"
+        )
+        gain = data["concurrency_gain"]
+        if gain is not None:
+            rates = {row["clients"]: row["throughput"] for row in data["levels"]}
+            lines.append(
+                f"| 4 concurrent streamed calls >= {CONCURRENCY_GAIN_TARGET:g}x the throughput of 1{note} | "
+                f"{rates[4]:.1f}x vs {rates[1]:.1f}x real time = {gain:.2f}x | "
+                f"{_verdict(gain >= CONCURRENCY_GAIN_TARGET)} |"
+            )
+    long = sections.get("long")
+    if long:
+        data = long["result"]
+        length = f"{data['recording']['audio_seconds'] / 60:.0f}-min recording"
+        lines += [
+            f"| server peak RSS on the {length} <= {LONG_MEMORY_RATIO_TARGET:g}x that on the 5-min clip, "
+            f"each in a fresh server | {_mib(data['long']['vmhwm_after_bytes'])} vs "
+            f"{_mib(data['short']['vmhwm_after_bytes'])} = {data['memory_ratio']:.2f}x | "
+            f"{_verdict(data['memory_ratio'] <= LONG_MEMORY_RATIO_TARGET)} |",
+            f"| throughput on the {length} within {1 - LONG_THROUGHPUT_RATIO_TARGET:.0%} of that on its 5-min cuts "
+            f"(not slower) | {data['long']['throughput']:.1f}x vs {data['cuts_throughput']:.1f}x real time "
+            f"({(data['throughput_ratio'] - 1) * 100:+.1f}%) | "
+            f"{_verdict(data['throughput_ratio'] >= LONG_THROUGHPUT_RATIO_TARGET)} |",
+            f"| WER on the {length} within one point of that on its 5-min cuts (not worse) | "
+            f"{_pct(data['long_wer'])} vs {_pct(data['cuts_wer'])} ({data['wer_delta'] * 100:+.1f} points) | "
+            f"{_verdict(data['wer_delta'] <= WER_MARGIN)} |",
+        ]
     if len(lines) == 4:
         lines.append("| (no section needed by a target was run) | - | - |")
     lines += [
@@ -240,7 +355,14 @@ def render(folder: Path) -> str:
         return "\n".join([*lines, "No results yet.", ""])
     lines += _targets(sections)
     lines += _machine(sections)
-    renderers = {"engines": _engines, "overhead": _overhead, "concurrency": _concurrency, "upload": _upload}
+    renderers = {
+        "engines": _engines,
+        "overhead": _overhead,
+        "concurrency": _concurrency,
+        "upload": _upload,
+        "lone": _lone,
+        "long": _long,
+    }
     for name in SECTIONS:
         if name in sections:
             lines += renderers[name](sections[name]["result"])

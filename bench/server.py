@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
 
 import grpc
@@ -164,4 +165,18 @@ def stream_requests(content: bytes, chunk: int = STREAM_CHUNK_BYTES) -> Iterator
 def streaming(stub: pb_grpc.TranscribeServiceStub, content: bytes) -> pb.Transcript:
     """Transcribe a file uploaded in chunks with TranscribeStream."""
     response: pb.TranscribeStreamResponse = stub.TranscribeStream(stream_requests(content), timeout=3600)
+    return response.transcript
+
+
+def file_requests(path: Path, chunk: int = STREAM_CHUNK_BYTES) -> Iterator[pb.TranscribeStreamRequest]:
+    """The config, then the file read from disk in chunks."""
+    yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig())
+    with path.open("rb") as audio:
+        while piece := audio.read(chunk):
+            yield pb.TranscribeStreamRequest(audio_content=piece)
+
+
+def streaming_file(stub: pb_grpc.TranscribeServiceStub, path: Path, timeout: float = 3600) -> pb.Transcript:
+    """Transcribe a file streamed from disk with TranscribeStream, whatever its size."""
+    response: pb.TranscribeStreamResponse = stub.TranscribeStream(file_requests(path), timeout=timeout)
     return response.transcript

@@ -13,6 +13,7 @@ KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
 OPENAI_MAX_UPLOAD_BYTES = 25 * MIB
+"""The OpenAI API's limit on one request."""
 HOUR = 3600.0
 DAY = 24 * HOUR
 WEEK = 7 * DAY
@@ -126,6 +127,15 @@ class Settings(BaseSettings):
     """Upstream retries (with backoff, 0 to 10) on connection errors, 408, 409, 429 and 5xx; 0 never retries."""
     openai_workers: int = Field(default=8, ge=1, le=256)
     """Upstream API calls in flight at once, 1 to 256."""
+    openai_max_request_bytes: int = Field(default=24 * MIB, ge=MIB, le=OPENAI_MAX_UPLOAD_BYTES)
+    """Largest file sent to the API in one request (1 MiB to 25 MiB, the API's limit; the default leaves 1 MiB for
+    the multipart envelope). Larger recordings are cut at pauses and sent in pieces."""
+    openai_piece_seconds: float = Field(default=600.0, ge=30.0, le=HOUR)
+    """Longest piece of a recording split for the API, in seconds (30 to 3600); capped so that a piece as 16 kHz
+    FLAC always fits openai_max_request_bytes."""
+    openai_piece_concurrency: int = Field(default=4, ge=1, le=64)
+    """Pieces of one split recording sent at once (1 to 64), within openai_workers. Each piece's prompt ends with
+    the text of the nearest earlier piece already transcribed; with 1, always the previous piece."""
 
     auth_tokens: SecretStr | None = None
     """Comma-separated bearer tokens; when set (or auth_tokens_file), every RPC but health needs one."""

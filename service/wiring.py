@@ -75,6 +75,9 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
             timeout_seconds=settings.openai_timeout_seconds,
             max_retries=settings.openai_max_retries,
             workers=settings.openai_workers,
+            max_request_bytes=settings.openai_max_request_bytes,
+            piece_seconds=settings.openai_piece_seconds,
+            piece_concurrency=settings.openai_piece_concurrency,
         )
     return backends
 

@@ -95,12 +95,12 @@ CLIPS: dict[str, list[str]] = {
 Samples = npt.NDArray[np.int16]
 
 
-def speak(text: str) -> Samples:
+def speak(text: str, voice: str = VOICE, speed: int = SPEED_WPM, word_gap: int = WORD_GAP, pitch: int = 50) -> Samples:
     """Synthesise text with espeak-ng; mono int16 at ESPEAK_RATE with the edge silence trimmed."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "speech.wav"
-        argv = ["espeak-ng", "-v", VOICE, "-s", str(SPEED_WPM), "-g", str(WORD_GAP), "-w", str(out), text]
-        subprocess.run(argv, check=True)
+        argv = ["espeak-ng", "-v", voice, "-s", str(speed), "-g", str(word_gap), "-p", str(pitch), "-w", str(out)]
+        subprocess.run([*argv, text], check=True)
         with wave.open(str(out), "rb") as w:
             assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (ESPEAK_RATE, 1, 2)
             samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.int16)
@@ -118,23 +118,62 @@ def resample(samples: Samples) -> Samples:
     return np.concatenate(out, axis=1).astype(np.int16)
 
 
-def encode_opus(path: Path, samples: Samples) -> None:
-    """Encode (1, n) int16 samples at RATE as Ogg/Opus, bit-exact so reruns give the same bytes."""
-    with av.open(str(path), mode="w", format="ogg") as container:
-        container.flags |= cast(int, av.container.Flags.bitexact.value)
-        stream = container.add_stream("libopus", rate=RATE)
+class OpusWriter:
+    """Ogg/Opus at RATE written from (1, n) int16 pieces of any size, bit-exact so reruns give the same bytes."""
+
+    BLOCK = 960 * RATE // 48_000 * 50  # one second of 20 ms frames
+
+    def __init__(self, path: Path) -> None:
+        self._container = av.open(str(path), mode="w", format="ogg")
+        self._container.flags |= cast(int, av.container.Flags.bitexact.value)
+        stream = self._container.add_stream("libopus", rate=RATE)
         assert isinstance(stream, av.AudioStream)
         stream.layout = "mono"
         stream.bit_rate = BIT_RATE
         stream.codec_context.flags |= int(av.codec.context.Flags.bitexact.value)
-        block = 960 * RATE // 48_000 * 50  # one second of 20 ms frames
-        for pts in range(0, samples.shape[1], block):
-            frame = av.AudioFrame.from_ndarray(samples[:, pts : pts + block], format="s16", layout="mono")
-            frame.sample_rate = RATE
-            frame.pts = pts
-            frame.time_base = Fraction(1, RATE)
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+        self._stream = stream
+        self._pending: Samples = np.zeros((1, 0), dtype=np.int16)
+        self._pts = 0
+        self.samples = 0
+        """Samples given to write() so far."""
+
+    def write(self, samples: Samples) -> None:
+        """Queue samples; every whole second queued is encoded and written."""
+        self.samples += samples.shape[1]
+        pending = np.concatenate([self._pending, samples], axis=1)
+        whole = pending.shape[1] - pending.shape[1] % self.BLOCK
+        for offset in range(0, whole, self.BLOCK):
+            self._encode(pending[:, offset : offset + self.BLOCK])
+        self._pending = pending[:, whole:]
+
+    def _encode(self, block: Samples) -> None:
+        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(block), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        frame.time_base = Fraction(1, RATE)
+        self._container.mux(self._stream.encode(frame))
+        self._pts += block.shape[1]
+
+    def close(self) -> None:
+        """Encode what is left, flush the encoder and close the file."""
+        try:
+            if self._pending.shape[1]:
+                self._encode(self._pending)
+            self._container.mux(self._stream.encode(None))
+        finally:
+            self._container.close()
+
+    def __enter__(self) -> OpusWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def encode_opus(path: Path, samples: Samples) -> None:
+    """Encode (1, n) int16 samples at RATE as Ogg/Opus, bit-exact so reruns give the same bytes."""
+    with OpusWriter(path) as writer:
+        writer.write(samples)
 
 
 def decoded_seconds(path: Path) -> float:

@@ -1,19 +1,25 @@
-"""The OpenAI-compatible API backend: the official SDK on a bounded thread pool, any base_url."""
+"""The OpenAI-compatible API backend: the official SDK on a bounded thread pool, any base_url, long files in pieces."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import itertools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 import openai
 
-from service.audio.decode import transcode_to_flac
+from service.audio.decode import WHISPER_SAMPLE_RATE, encode_flac, read_whisper_input, transcode_to_flac
+from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, speech_probabilities, speech_spans
 from service.domain import (
     AudioFile,
     BackendKind,
@@ -44,6 +50,12 @@ T = TypeVar("T")
 # File extensions the API accepts; it infers the format from the file name.
 API_EXTENSIONS = frozenset({"flac", "mp3", "mp4", "mpeg", "mpga", "m4a", "ogg", "oga", "wav", "webm"})
 TRANSLATION_MODEL = "whisper-1"
+MAX_REQUEST_BYTES = 25 * 1024 * 1024 - 1024 * 1024
+"""The API's 25 MiB request limit less room for the multipart envelope and FLAC framing."""
+FLAC_BYTES_PER_SECOND = 2 * WHISPER_SAMPLE_RATE
+"""What 16 kHz mono 16-bit FLAC takes per second of incompressible noise (its framing adds under 1 %)."""
+PROMPT_CONTEXT_WORDS = 30
+"""Words of the previous piece's text passed on as the next piece's prompt."""
 
 
 class OpenAIBackend:
@@ -51,6 +63,11 @@ class OpenAIBackend:
 
     The HTTP call runs on the event loop with the SDK's async client, so cancelling a call (client gone, deadline
     passed) closes its upstream connection at once; re-encoding runs on the backend's own bounded thread pool.
+
+    A recording that does not fit one request even as 16 kHz mono FLAC is split where nobody speaks: voice activity
+    is scored window by window over its Whisper input, speech is grouped into pieces of at most `piece_seconds`, and
+    the pieces are sent as FLAC, `piece_concurrency` at a time, each prompted with the end of the text before it.
+    A recording in which nobody speaks gets an empty transcript without a request.
     """
 
     kind = BackendKind.OPENAI
@@ -64,9 +81,15 @@ class OpenAIBackend:
         timeout_seconds: float,
         max_retries: int,
         workers: int,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+        piece_seconds: float = 600.0,
+        piece_concurrency: int = 4,
     ) -> None:
         self.default_model = default_model
         self.workers = workers
+        self._max_request_bytes = max_request_bytes
+        self._piece_seconds = min(piece_seconds, max_request_bytes / FLAC_BYTES_PER_SECOND)
+        self._piece_concurrency = max(1, piece_concurrency)
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout_seconds, max_retries=max_retries
         )
@@ -87,20 +110,104 @@ class OpenAIBackend:
         deadline: float | None = None,
         progress: Progress | None = None,
     ) -> Transcript:
-        """Upload the file (re-encoded to FLAC if the API does not take its format) and map the answer."""
+        """Upload the file (re-encoded to FLAC if the API does not take it as it is) or, if too large, its pieces."""
         model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
+        as_is = audio.info.extension in API_EXTENSIONS and audio.info.size_bytes <= self._max_request_bytes
+        if not as_is and audio.info.duration * FLAC_BYTES_PER_SECOND > self._max_request_bytes:
+            return await self._transcribe_pieces(audio, options, model, deadline, progress)
         path = Path(audio.path)
         async with self._calls:
-            if audio.info.extension in API_EXTENSIONS:
+            if as_is:
                 raw = await self._post(path, options, model, deadline)
             else:
-                flac = path.with_name(f"{path.stem}-api.flac")
-                try:
-                    await self._run(transcode_to_flac, path, flac)
+                async with self._derived_file(path.with_name(f"{path.stem}-api.flac"), transcode_to_flac, path) as flac:
                     raw = await self._post(flac, options, model, deadline)
-                finally:
-                    flac.unlink(missing_ok=True)
         return _transcript(raw, model, audio.info.duration, options)
+
+    async def _transcribe_pieces(
+        self,
+        audio: AudioFile,
+        options: TranscriptionOptions,
+        model: str,
+        deadline: float | None,
+        progress: Progress | None,
+    ) -> Transcript:
+        """Send the pieces, piece_concurrency at a time, and merge their answers; the first failure cancels the rest."""
+        source, total = Path(audio.whisper_input), audio.info.duration
+        pieces = await self._pieces(source, total, deadline)
+        log.info("sending a %.0f s recording to the API in %d pieces", total, len(pieces))
+        upload = Path(audio.path)
+        limit = asyncio.Semaphore(self._piece_concurrency)
+        results: list[Transcript | None] = [None] * len(pieces)
+        done = 0.0
+        finished = 0
+
+        async def send(index: int, piece: _Piece) -> None:
+            nonlocal done, finished
+            async with limit, self._calls:
+                flac = upload.with_name(f"{upload.stem}-piece{index}.flac")
+                async with self._derived_file(flac, _write_flac, source, piece.sent.start, piece.sent.end):
+                    prompted = replace(options, prompt=_prompt(options.prompt, results[:index]))
+                    raw = await self._post(flac, prompted, model, deadline)
+            results[index] = _transcript(raw, model, piece.sent.duration, options)
+            done += piece.covered.duration
+            finished += 1
+            if progress is not None:
+                progress(total if finished == len(pieces) else min(done, total), total)
+
+        failure: BaseException | None = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                for index, piece in enumerate(pieces):
+                    group.create_task(send(index, piece))
+        except BaseExceptionGroup as failed:
+            failure = failed.exceptions[0]
+        if failure is not None:
+            raise failure
+        if progress is not None and not pieces:
+            progress(total, total)
+        answers = [answer for answer in results if answer is not None]
+        return Transcript(
+            text=" ".join(answer.text for answer in answers if answer.text),
+            language=answers[0].language if answers else primary_language(options.language) or "",
+            duration=total,
+            backend=BackendKind.OPENAI,
+            model=model,
+            segments=tuple(
+                segment.shifted(piece.sent.start)
+                for piece, answer in zip(pieces, answers, strict=True)
+                for segment in answer.segments
+            ),
+        )
+
+    async def _pieces(self, source: Path, total: float, deadline: float | None) -> list[_Piece]:
+        """Speech grouped into pieces that tile the recording, each sent at most piece_seconds long; none if silent."""
+        edges = [*np.arange(0.0, total, VAD_WINDOW_SECONDS).tolist(), total]
+        # One window at a time: scoring several at once takes about 200 MB each and gains little.
+        scored = [
+            await self._run(_score_speech, source, start, end, deadline) for start, end in itertools.pairwise(edges)
+        ]
+        groups = group_spans(speech_spans(np.concatenate(scored), total), self._piece_seconds)
+        if not groups:
+            return []
+        return [
+            _Piece(covered, _within(covered, group, self._piece_seconds))
+            for covered, group in zip(cover(groups, total), groups, strict=True)
+        ]
+
+    @contextlib.asynccontextmanager
+    async def _derived_file(self, dst: Path, write: Callable[..., None], *args: object) -> AsyncIterator[Path]:
+        """`write(*args, dst)` run on the pool; the file is deleted on leaving, even when that happens mid-write."""
+        work = self._executor.submit(write, *args, dst)
+        try:
+            await asyncio.wrap_future(work)
+            yield dst
+        finally:
+            work.cancel()
+            work.add_done_callback(lambda _: dst.unlink(missing_ok=True))
+            if not work.done():
+                # A write already running cannot be stopped; wait so the file is gone when the call ends.
+                await asyncio.wait([asyncio.wrap_future(work)])
 
     def _client_within(self, deadline: float | None) -> openai.AsyncOpenAI:
         """The client with each attempt's timeout cut to the caller's remaining deadline."""
@@ -162,6 +269,41 @@ class OpenAIBackend:
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """A stretch of the recording: the part of the tiling it stands for, and the part sent for it."""
+
+    covered: Span
+    sent: Span
+
+
+def _within(covered: Span, group: Span, max_seconds: float) -> Span:
+    """The covered span, narrowed to max_seconds around its speech if it is longer (the rest is silence)."""
+    if covered.duration <= max_seconds:
+        return covered
+    slack = max(0.0, max_seconds - group.duration)
+    after = min(covered.end - group.end, slack / 2)
+    before = min(group.start - covered.start, slack - after)
+    after = min(covered.end - group.end, slack - before)
+    return Span(group.start - before, group.end + after)
+
+
+def _score_speech(source: Path, start: float, end: float, deadline: float | None) -> npt.NDArray[np.float32]:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineTooShort("the deadline passed before the recording was split for the API")
+    return speech_probabilities(read_whisper_input(source, start, end))
+
+
+def _write_flac(source: Path, start: float, end: float, dst: Path) -> None:
+    encode_flac(read_whisper_input(source, start, end), dst)
+
+
+def _prompt(prompt: str, earlier: Sequence[Transcript | None]) -> str:
+    """The caller's prompt followed by the last words of the nearest earlier piece whose text is known and not empty."""
+    previous = next((t.text for t in reversed(earlier) if t is not None and t.text), "")
+    return " ".join(part for part in (prompt, *previous.split()[-PROMPT_CONTEXT_WORDS:]) if part)
 
 
 def _supports_verbose_json(model: str) -> bool:

@@ -7,7 +7,9 @@ the 25 MiB body limit, the accepted file extensions, the per-model response form
 ``{"error": {"message", "type", "param", "code"}}`` error shape. Faults (error statuses,
 slow or hung responses, connection resets, malformed JSON) are scripted per request with
 :meth:`FakeOpenAIServer.enqueue` or for every request with
-:meth:`FakeOpenAIServer.set_default_fault`.
+:meth:`FakeOpenAIServer.set_default_fault`. By default every transcription says
+:data:`DEFAULT_TRANSCRIPT`; ``transcript_for`` (e.g. :func:`describe_duration`) makes each
+answer depend on its request instead.
 
 Only the standard library is used, so the fake exercises the real ``openai`` SDK end to end::
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import io
 import json
 import math
 import re
@@ -31,9 +34,10 @@ import struct
 import threading
 import time
 import uuid
+import wave
 import zlib
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final
@@ -49,6 +53,9 @@ __all__ = [
     "FakeOpenAIServer",
     "Fault",
     "ReceivedRequest",
+    "TranscriptFor",
+    "audio_seconds",
+    "describe_duration",
 ]
 
 DEFAULT_API_KEY: Final = "test-key"
@@ -214,6 +221,35 @@ class ReceivedRequest:
     def timestamp_granularities(self) -> tuple[str, ...]:
         """The requested granularities, with or without the ``[]`` suffix on the field name."""
         return self.form_lists.get("timestamp_granularities[]", ()) + self.form_lists.get("timestamp_granularities", ())
+
+
+TranscriptFor = Callable[[ReceivedRequest], str]
+"""Computes a successful transcription's text from the request it answers."""
+
+_FLAC_MAGIC: Final = b"fLaC"
+_FLAC_STREAMINFO_TYPE: Final = 0
+_FLAC_SAMPLES_BITS: Final = 36
+
+
+def audio_seconds(data: bytes) -> float | None:
+    """How long an uploaded FLAC or PCM WAV file lasts, from its header; ``None`` for other or broken files."""
+    if data.startswith(_FLAC_MAGIC) and len(data) >= 26 and data[4] & 0x7F == _FLAC_STREAMINFO_TYPE:
+        # STREAMINFO: 20 bits sample rate, 3 channels, 5 bits per sample, 36 total samples (0 when unknown).
+        packed = int.from_bytes(data[18:26], "big")
+        rate, samples = packed >> 44, packed & ((1 << _FLAC_SAMPLES_BITS) - 1)
+        return samples / rate if rate and samples else None
+    try:
+        with wave.open(io.BytesIO(data), "rb") as wav:
+            frames, rate = wav.getnframes(), wav.getframerate()
+    except (wave.Error, EOFError, struct.error):
+        return None
+    return frames / rate if rate else None
+
+
+def describe_duration(request: ReceivedRequest) -> str:
+    """A transcript naming the uploaded audio's length to the millisecond: ``"audio of 599.872 seconds."``."""
+    seconds = audio_seconds(request.file_bytes)
+    return "audio of unknown length." if seconds is None else f"audio of {seconds:.3f} seconds."
 
 
 # --------------------------------------------------------------------------------------------
@@ -773,9 +809,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         fault = owner._next_fault()
-        owner._record(incoming.record(fault))
+        received = incoming.record(fault)
+        owner._record(received)
         if fault is None:
-            self._send(self._normal_reply(incoming), request_id)
+            self._send(self._normal_reply(incoming, received), request_id)
             return
         if fault.delay_seconds and owner._stopping.wait(fault.delay_seconds):
             self.close_connection = True  # the server is stopping: drop the request unanswered
@@ -793,9 +830,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             model = incoming.form.last("model") if incoming.form else None
             self._send(_fault_reply(fault, model), request_id)
         else:
-            self._send(self._normal_reply(incoming), request_id)
+            self._send(self._normal_reply(incoming, received), request_id)
 
-    def _normal_reply(self, incoming: _Incoming) -> _Reply:
+    def _normal_reply(self, incoming: _Incoming, received: ReceivedRequest) -> _Reply:
         try:
             self._check_envelope(incoming)
             assert incoming.form is not None
@@ -803,7 +840,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         except _ApiError as error:
             return error.reply
         owner = self.server.owner
-        return _audio_reply(request, transcript=owner.transcript, default_language=owner.language)
+        transcript_for = owner.transcript_for
+        transcript = owner.transcript if transcript_for is None else transcript_for(received)
+        return _audio_reply(request, transcript=transcript, default_language=owner.language)
 
     def _check_envelope(self, incoming: _Incoming) -> None:
         """Authentication, routing, size limit and content type, in the real API's order."""
@@ -843,12 +882,14 @@ class FakeOpenAIServer:
     """A real HTTP server on 127.0.0.1 that answers like OpenAI's audio endpoints.
 
     Use it as a context manager; ``base_url`` is ready for ``openai.OpenAI(base_url=...)``.
-    ``transcript``, ``language`` and ``api_key`` may be changed at any time and apply to the
-    next request.
+    ``transcript``, ``transcript_for``, ``language`` and ``api_key`` may be changed at any time
+    and apply to the next request.
     """
 
     transcript: str
     """The text every successful transcription returns; segments and words derive from it."""
+    transcript_for: TranscriptFor | None
+    """When set, each successful transcription's text is ``transcript_for(request)`` instead of ``transcript``."""
     language: str
     """The language name reported by verbose_json when the request names no known language code."""
     api_key: str | None
@@ -859,10 +900,12 @@ class FakeOpenAIServer:
         *,
         api_key: str | None = DEFAULT_API_KEY,
         transcript: str = DEFAULT_TRANSCRIPT,
+        transcript_for: TranscriptFor | None = None,
         language: str = DEFAULT_LANGUAGE,
     ) -> None:
         self.api_key = api_key
         self.transcript = transcript
+        self.transcript_for = transcript_for
         self.language = language
         self._lock = threading.Lock()
         self._received = threading.Condition(self._lock)
