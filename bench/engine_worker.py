@@ -61,7 +61,7 @@ def build_engine(config: EngineConfig) -> Any:
 def transcribe(engine: Any, model: Any, audio: npt.NDArray[np.float32], request: Any, config: EngineConfig) -> str:
     """Sequential: the engine's whole-recording call. Batched: the local backend's windows, in this one thread.
 
-    Batched scores speech per 320 s window, cuts it into clips of at most 30 s and transcribes batch_size clips
+    Batched scores speech per 64 s window, cuts it into clips of at most 30 s and transcribes batch_size clips
     per engine call, as the server does for recordings of local_batched_min_seconds and longer.
     """
     if config.mode != "batched":

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     """CPU threads per local transcription, at most 256; 0 means cores / local_workers (at least 1)."""
     local_beam_size: int = Field(default=5, ge=1, le=16)
     """Beam width of local decoding at temperature 0, 1 to 16."""
-    local_batch_size: int = Field(default=8, ge=1, le=64)
+    local_batch_size: int = Field(default=4, ge=1, le=64)
     """Clips of at most 30 s per task of a windowed recording, decoded as one batch (at most 64); 1 transcribes every
     recording whole, without windows."""
     local_batched_min_seconds: float = Field(default=60.0, ge=0, le=DAY)

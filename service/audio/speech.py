@@ -14,8 +14,9 @@ from service.audio.decode import WHISPER_SAMPLE_RATE
 FRAME_SAMPLES = 512
 """Silero VAD scores 32 ms frames of 16 kHz audio."""
 FRAME_SECONDS = FRAME_SAMPLES / WHISPER_SAMPLE_RATE
-VAD_WINDOW_SECONDS = FRAME_SECONDS * 10_000
-"""Audio scored in one go (320 s): enough for the model's state to settle, small enough for flat memory."""
+VAD_WINDOW_SECONDS = FRAME_SECONDS * 2_000
+"""Audio scored as one task (64 s, read from disk at once): windows of a recording are scored on several workers
+at once, each from a fresh model state, which settles within a few frames."""
 
 
 @dataclass(frozen=True)
@@ -47,15 +48,54 @@ class SpeechOptions:
     """Each span is widened by this much on both sides (half the gap when neighbours are closer)."""
 
 
+class SpeechScorer:
+    """Silero VAD over audio that arrives in pieces: the model's state and the previous frame's tail carry over.
+
+    Frames are scored in batches of `batch_frames`, so memory stays small whatever the length (the ONNX model's
+    buffers grow with the batch: 10,000 frames at once take about 200 MB).
+    """
+
+    _CONTEXT = 64
+
+    def __init__(self, batch_frames: int = 512) -> None:
+        from faster_whisper.vad import get_vad_model
+
+        self._session = get_vad_model().session
+        self._batch = batch_frames
+        self._state = np.zeros((2, 1, 1, 128), dtype=np.float32)
+        self._context = np.zeros(self._CONTEXT, dtype=np.float32)
+        self._pending = np.zeros(0, dtype=np.float32)
+
+    def score(self, samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """Probabilities of the whole frames now available; a partial frame waits for the next call."""
+        audio = np.concatenate([self._pending, samples.astype(np.float32, copy=False)])
+        whole = len(audio) // FRAME_SAMPLES * FRAME_SAMPLES
+        self._pending = audio[whole:]
+        frames = audio[:whole].reshape(-1, FRAME_SAMPLES)
+        scores = [np.zeros(0, dtype=np.float32)]
+        for first in range(0, len(frames), self._batch):
+            batch = frames[first : first + self._batch]
+            contexts = np.concatenate([self._context[None, :], batch[:-1, -self._CONTEXT :]])
+            self._context = batch[-1, -self._CONTEXT :].copy()
+            output, h, c = self._session.run(
+                None,
+                {"input": np.concatenate([contexts, batch], axis=1), "h": self._state[0], "c": self._state[1]},
+            )
+            self._state = np.stack([h, c])
+            scores.append(np.asarray(output, dtype=np.float32).reshape(-1))
+        return np.concatenate(scores)
+
+    def flush(self) -> npt.NDArray[np.float32]:
+        """The probability of the last partial frame, zero-padded (at the end of the audio)."""
+        if len(self._pending) == 0:
+            return np.zeros(0, dtype=np.float32)
+        return self.score(np.zeros(FRAME_SAMPLES - len(self._pending), dtype=np.float32))
+
+
 def speech_probabilities(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """Silero VAD's speech probability of every 32 ms frame of the samples (the last frame zero-padded)."""
-    from faster_whisper.vad import get_vad_model
-
-    if len(samples) == 0:
-        return np.zeros(0, dtype=np.float32)
-    padded = np.pad(samples, (0, -len(samples) % FRAME_SAMPLES))
-    probabilities: npt.NDArray[np.float32] = np.asarray(get_vad_model()(padded), dtype=np.float32).reshape(-1)
-    return probabilities
+    scorer = SpeechScorer()
+    return np.concatenate([scorer.score(samples), scorer.flush()])
 
 
 def speech_spans(

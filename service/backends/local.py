@@ -47,7 +47,7 @@ class LocalBackend(Generic[ModelT]):
     """Transcribes with Whisper models in this process; the event loop only awaits the worker threads.
 
     A recording shorter than `windowed_min_seconds` is transcribed whole in one task. A longer one is read from disk
-    in windows: voice activity is scored per 320 s window, speech is cut into clips of at most 30 s, and each batch
+    in windows: voice activity is scored per 64 s window, speech is cut into clips of at most 30 s, and each batch
     of clips is one task, so memory stays flat whatever the length. Tasks of every call share the workers in turn:
     a lone recording runs on all of them at once, concurrent ones each get a fair share.
     """
@@ -63,7 +63,7 @@ class LocalBackend(Generic[ModelT]):
         workers: int,
         max_loaded: int = 2,
         idle_seconds: float = 900.0,
-        batch_size: int = 8,
+        batch_size: int = 4,
         windowed_min_seconds: float = 60.0,
         vad_window_seconds: float = VAD_WINDOW_SECONDS,
     ) -> None:
@@ -184,7 +184,7 @@ class LocalBackend(Generic[ModelT]):
         if language is None:
             language, probability = await job.run(self._detect_language, job, clips[0])
         request = job.with_language(language or "en")
-        batches = [clips[i : i + self._batch_size] for i in range(0, len(clips), self._batch_size)]
+        batches = _batches(clips, self._batch_size, self.workers)
         spans = cover([Span(b[0].start, b[-1].end) for b in batches], seconds)
         done = 0.0
 
@@ -255,6 +255,15 @@ class LocalBackend(Generic[ModelT]):
         self._ready = False
         self._threads.shutdown()
         self.pool.clear()
+
+
+def _batches(clips: list[Span], most: int, workers: int) -> list[list[Span]]:
+    """Clips in consecutive batches of at most `most`, as many batches as a multiple of the workers allows, sized
+    evenly, so a lone recording keeps every worker busy to the end."""
+    count = -(-len(clips) // most)
+    count = min(len(clips), -(-count // workers) * workers)
+    size = -(-len(clips) // count)
+    return [clips[i : i + size] for i in range(0, len(clips), size)]
 
 
 class _Job:
