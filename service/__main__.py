@@ -32,7 +32,7 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
     """Serve until `stop` is set, then drain in-flight calls within the grace period."""
     settings = app.settings
     app.store.open()
-    server, port, health_servicer = create_server(settings, app.transcriber, app.recorder)
+    server, port, health_servicer = create_server(settings, app.transcriber, app.live, app.recorder)
     metrics_server = None
     if app.metrics is not None and settings.metrics_port is not None:
         metrics_server, _ = start_http_server(

@@ -130,3 +130,57 @@ class AudioFile:
 
 Progress = Callable[[float, float], None]
 """Called with (audio seconds done, audio seconds in all) while a recording is transcribed."""
+
+
+class LiveFormat(enum.Enum):
+    """How the bytes of a live stream are framed."""
+
+    LINEAR16 = "linear16"
+    WEBM_OPUS = "webm"
+    OGG_OPUS = "ogg"
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """What a caller asks of a live transcription."""
+
+    transcription: TranscriptionOptions
+    audio_format: LiveFormat
+    pcm: RawPcmFormat | None = None
+    """The layout of LINEAR16 audio."""
+    interim_results: bool = False
+    voice_activity_events: bool = False
+    speech_start_timeout: float | None = None
+    """Seconds without any speech from the start after which the stream is ended; None never ends it."""
+    speech_end_timeout: float | None = None
+    """Seconds of pause that end an utterance; None uses the server's default."""
+
+
+@dataclass(frozen=True)
+class LiveResult:
+    """The text of one utterance (final) or of what has been heard of it so far (interim)."""
+
+    text: str
+    is_final: bool
+    start: float
+    end: float
+    stability: float = 0.0
+    words: tuple[Word, ...] = ()
+
+
+class VoiceActivity(enum.Enum):
+    """Speech began or ended."""
+
+    SPEECH_BEGIN = "speech_begin"
+    SPEECH_END = "speech_end"
+
+
+@dataclass(frozen=True)
+class VoiceEvent:
+    """Where speech began or ended, in seconds from the start of the stream."""
+
+    kind: VoiceActivity
+    offset: float
+
+
+LiveEvent = LiveResult | VoiceEvent

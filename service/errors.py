@@ -146,3 +146,21 @@ class DeadlineTooShort(TranscribeError):
     """The caller's deadline passed before the work could start."""
 
     reason = "DEADLINE_TOO_SHORT"
+
+
+class SpeechStartTimeout(TranscribeError):
+    """A live stream carried no speech within its speech start timeout."""
+
+    reason = "SPEECH_START_TIMEOUT"
+
+
+class LiveSessionTooLong(TranscribeError):
+    """A live stream lasted longer than the server allows one session."""
+
+    reason = "LIVE_SESSION_TOO_LONG"
+
+
+class LiveNotSupported(TranscribeError):
+    """The backend cannot do what the live config asks (interim results need a local engine)."""
+
+    reason = "LIVE_NOT_SUPPORTED"

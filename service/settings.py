@@ -82,6 +82,19 @@ class Settings(BaseSettings):
     """Connections are closed (gracefully) after this many seconds (1 to 604800, a week), so clients re-resolve and
     spread over new replicas."""
 
+    live_max_sessions: int = Field(default=4, ge=0, le=1000)
+    """Live transcription streams at once (0 turns live transcription off); one more is refused at once with
+    RESOURCE_EXHAUSTED and RetryInfo."""
+    live_workers: int = Field(default=2, ge=1, le=64)
+    """Threads that recognize live utterances, apart from the file workers, so a long file never delays a live
+    final; while both run they share the cores (the OS schedules local_workers + live_workers threads)."""
+    live_max_session_seconds: float = Field(default=4 * HOUR, gt=0, le=DAY)
+    """Seconds of audio one live stream may carry (at most 86400); beyond, it ends with OUT_OF_RANGE."""
+    live_speech_end_seconds: float = Field(default=0.5, ge=0.2, le=5.0)
+    """The pause, in seconds (0.2 to 5), that ends an utterance when the stream's config does not say."""
+    live_interim_interval_seconds: float = Field(default=1.0, ge=0.1, le=10.0)
+    """Seconds of new speech (0.1 to 10) between two interim recognitions of an utterance."""
+
     local_engine: LocalEngineName = "faster-whisper"
     """Local engine: faster-whisper (CTranslate2, the fastest here) or openai-whisper (the reference)."""
     local_model: str = "tiny.en"

@@ -13,6 +13,7 @@ from service.backends.local import LocalBackend
 from service.backends.openai_api import OpenAIBackend
 from service.calls.log import CallRecorder
 from service.calls.metrics import CallMetrics
+from service.core.live import LiveLimits, LiveRecognizer, LiveTranscriber
 from service.core.transcriber import Transcriber
 from service.domain import BackendKind
 from service.engines.base import LocalEngine
@@ -29,6 +30,7 @@ class App:
     settings: Settings
     store: UploadStore
     transcriber: Transcriber
+    live: LiveTranscriber
     metrics: CallMetrics | None
     recorder: CallRecorder
 
@@ -39,7 +41,7 @@ def build_local_engine(settings: Settings) -> LocalEngine[Any]:
     if settings.local_engine == "openai-whisper":
         return OpenAIWhisperEngine(
             cache_dir=settings.model_cache_dir,
-            replicas=settings.local_workers,
+            replicas=settings.local_workers + settings.live_workers,
             cpu_threads=threads,
             beam_size=settings.local_beam_size,
         )
@@ -47,7 +49,7 @@ def build_local_engine(settings: Settings) -> LocalEngine[Any]:
         cache_dir=settings.model_cache_dir,
         compute_type=settings.local_compute_type,
         cpu_threads=threads,
-        num_workers=settings.local_workers,
+        num_workers=settings.local_workers + settings.live_workers,
         beam_size=settings.local_beam_size,
         vad_filter=settings.local_vad_filter,
     )
@@ -65,6 +67,7 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
             idle_seconds=settings.local_model_idle_seconds,
             batch_size=settings.local_batch_size,
             windowed_min_seconds=settings.local_batched_min_seconds,
+            live_workers=settings.live_workers,
         )
     }
     if settings.openai_api_key is not None:
@@ -85,9 +88,10 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
 def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBackend] | None = None) -> App:
     """Wire the upload store, backends, the core and the call recorder."""
     store = UploadStore(settings.temp_dir)
+    chosen = backends if backends is not None else build_backends(settings)
     transcriber = Transcriber(
         store=store,
-        backends=backends if backends is not None else build_backends(settings),
+        backends=chosen,
         default_backend=BackendKind(settings.default_backend),
         upload_limits={kind: settings.max_bytes_for(kind.value) for kind in BackendKind},
         max_audio_seconds=settings.max_audio_seconds,
@@ -95,5 +99,24 @@ def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBa
         max_concurrent_uploads=settings.max_concurrent_uploads,
         retry_after_seconds=settings.overload_retry_after_seconds,
     )
+    live = LiveTranscriber(
+        store=store,
+        backends={kind: backend for kind, backend in chosen.items() if isinstance(backend, LiveRecognizer)},
+        default_backend=BackendKind(settings.default_backend),
+        limits=LiveLimits(
+            max_sessions=settings.live_max_sessions,
+            max_session_seconds=settings.live_max_session_seconds,
+            speech_end_seconds=settings.live_speech_end_seconds,
+            interim_interval_seconds=settings.live_interim_interval_seconds,
+        ),
+        retry_after_seconds=settings.overload_retry_after_seconds,
+    )
     metrics = CallMetrics(transcriber) if settings.metrics_port is not None else None
-    return App(settings=settings, store=store, transcriber=transcriber, metrics=metrics, recorder=CallRecorder(metrics))
+    return App(
+        settings=settings,
+        store=store,
+        transcriber=transcriber,
+        live=live,
+        metrics=metrics,
+        recorder=CallRecorder(metrics),
+    )

@@ -19,6 +19,7 @@ from service.backends.local import LocalBackend
 from service.backends.openai_api import OpenAIBackend
 from service.calls.log import CallRecorder
 from service.calls.metrics import CallMetrics
+from service.core.live import LiveTranscriber
 from service.core.transcriber import Transcriber
 from service.domain import BackendKind
 from service.engines.catalog import local_model_specs
@@ -109,6 +110,7 @@ class RunningServer:
     stub: pb_grpc.TranscribeServiceAsyncStub
     store: UploadStore
     transcriber: Transcriber
+    live: LiveTranscriber
     health: health.aio.HealthServicer
     server: grpc.aio.Server
     settings: Settings
@@ -146,7 +148,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
         store, transcriber = app.store, app.transcriber
         store.open()
         metrics = CallMetrics(transcriber)
-        server, port, health_servicer = create_server(settings, transcriber, CallRecorder(metrics))
+        server, port, health_servicer = create_server(settings, transcriber, app.live, CallRecorder(metrics))
         await server.start()
         await transcriber.start()
         await set_serving(health_servicer, serving=True)
@@ -158,6 +160,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
             stub=pb_grpc.TranscribeServiceStub(channel),
             store=store,
             transcriber=transcriber,
+            live=app.live,
             health=health_servicer,
             server=server,
             settings=settings,

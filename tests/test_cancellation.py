@@ -205,6 +205,12 @@ class SteppingEngine:
         """As the real engine."""
         return self.inner.detect_language(model, audio)
 
+    def transcribe_utterance(
+        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest
+    ) -> tuple[Segment, ...]:
+        """As the real engine."""
+        return self.inner.transcribe_utterance(model, audio, request)
+
     def transcribe_clips(
         self, model: FasterWhisperModel, audio: Samples, clips: Sequence[Clip], request: EngineRequest
     ) -> tuple[Segment, ...]:

@@ -35,6 +35,10 @@ class CountingEngine:
         """Not used by these tests."""
         raise NotImplementedError
 
+    def transcribe_utterance(self, model: object, audio: Samples, request: EngineRequest) -> tuple[Segment, ...]:
+        """Not used by these tests."""
+        raise NotImplementedError
+
     def transcribe_clips(
         self, model: object, audio: Samples, clips: Sequence[Clip], request: EngineRequest
     ) -> tuple[Segment, ...]:

@@ -13,7 +13,7 @@ WHISPER_SAMPLE_RATE = 16000
 _INT16_FULL_SCALE = 32768.0
 
 
-def _whisper_resampler() -> av.AudioResampler:
+def whisper_resampler() -> av.AudioResampler:
     """16 kHz mono 16-bit, as Whisper's own loader (ffmpeg -f s16le) produces."""
     return av.AudioResampler(format="s16", layout="mono", rate=WHISPER_SAMPLE_RATE)
 
@@ -22,7 +22,7 @@ class WhisperInputWriter:
     """Appends decoded frames to a file as Whisper's input: raw 16 kHz mono 16-bit little-endian PCM."""
 
     def __init__(self, path: Path) -> None:
-        self._resampler = _whisper_resampler()
+        self._resampler = whisper_resampler()
         self._file = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
 
     def write(self, frame: av.AudioFrame | None) -> None:
@@ -68,7 +68,7 @@ def encode_flac(samples: npt.NDArray[np.float32], dst: Path) -> None:
 
 def decode_to_whisper_input(path: Path) -> npt.NDArray[np.float32]:
     """The first audio stream of a file as Whisper's input, float32 in [-1, 1]."""
-    resampler = _whisper_resampler()
+    resampler = whisper_resampler()
     pieces: list[npt.NDArray[np.int16]] = []
     with av.open(str(path), mode="r", metadata_errors="ignore") as container:
         for frame in container.decode(container.streams.audio[0]):
@@ -82,13 +82,25 @@ def decode_to_whisper_input(path: Path) -> npt.NDArray[np.float32]:
     return samples
 
 
+def resample_to_whisper(resampler: av.AudioResampler, frame: av.AudioFrame | None) -> npt.NDArray[np.float32]:
+    """One decoded frame (None flushes) through a whisper_resampler(), as float32 samples in [-1, 1]."""
+    if frame is not None:
+        frame.pts = None
+    pieces = [_int16(out) for out in resampler.resample(frame)]
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    samples = np.concatenate(pieces).astype(np.float32)
+    samples /= _INT16_FULL_SCALE
+    return samples
+
+
 def _int16(frame: av.AudioFrame) -> npt.NDArray[np.int16]:
     return frame.to_ndarray().reshape(-1).astype(np.int16, copy=False)
 
 
 def transcode_to_flac(src: Path, dst: Path) -> None:
     """Re-encode the first audio stream as 16 kHz mono FLAC (lossless for what Whisper hears)."""
-    resampler = _whisper_resampler()
+    resampler = whisper_resampler()
     with (
         av.open(str(src), mode="r", metadata_errors="ignore") as inp,
         av.open(str(dst), mode="w", format="flac") as out,

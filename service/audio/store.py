@@ -66,6 +66,10 @@ class UploadStore:
         """A new empty upload file that refuses to grow past max_bytes."""
         return Upload(self.run_dir, max_bytes)
 
+    def new_scratch_path(self) -> Path:
+        """A new, unused path in this run's folder, for a short-lived file its user deletes."""
+        return self.run_dir / f"{secrets.token_hex(8)}.scratch"
+
     def files(self) -> list[Path]:
         """Upload files currently on disk (for tests and diagnostics)."""
         return sorted(p for p in self.run_dir.glob("*") if p.name != _LOCK_NAME)

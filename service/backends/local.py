@@ -30,7 +30,7 @@ from service.domain import (
     TranscriptionOptions,
     primary_language,
 )
-from service.engines.base import Clip, EngineRequest, EngineResult, LocalEngine, ModelSpec, ModelT
+from service.engines.base import Clip, EngineRequest, EngineResult, LocalEngine, ModelSpec, ModelT, Samples
 from service.engines.languages import whisper_languages
 from service.engines.pool import ModelPool
 from service.errors import BackendNotReady, DeadlineTooShort, FieldViolation, InvalidConfig, ModelNotFound
@@ -53,6 +53,7 @@ class LocalBackend(Generic[ModelT]):
     """
 
     kind = BackendKind.LOCAL
+    supports_interim = True
 
     def __init__(
         self,
@@ -66,6 +67,7 @@ class LocalBackend(Generic[ModelT]):
         batch_size: int = 4,
         windowed_min_seconds: float = 60.0,
         vad_window_seconds: float = VAD_WINDOW_SECONDS,
+        live_workers: int = 2,
     ) -> None:
         self._engine = engine
         self.default_model = default_model
@@ -75,6 +77,7 @@ class LocalBackend(Generic[ModelT]):
         self._windowed_min_seconds = windowed_min_seconds
         self._vad_window_seconds = vad_window_seconds
         self._threads = FairWorkerPool(workers, "local")
+        self._live_threads = FairWorkerPool(live_workers, "live")
         self._ready = False
         self._reaper: asyncio.Task[None] | None = None
         self._idle_seconds = idle_seconds
@@ -233,6 +236,34 @@ class LocalBackend(Generic[ModelT]):
             shifted.append(segment.shifted(batch[index].start - float(starts[index])))
         return tuple(shifted)
 
+    async def recognize(
+        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+    ) -> tuple[Segment, ...]:
+        """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals."""
+        if not self._ready:
+            raise BackendNotReady("the local backend is still loading its model")
+        spec = self._spec(options.model)
+        request = EngineRequest(
+            language=primary_language(options.language) or ("en" if not spec.multilingual else None),
+            task=options.task,
+            prompt=prompt,
+            temperature=options.temperature,
+            word_timestamps=options.word_timestamps and not interim,
+            beam_size=1 if interim else None,
+        )
+        job = self._live_threads.job()
+        try:
+            return await job.run(self._recognize_sync, spec.name, samples, request)
+        finally:
+            job.close()
+
+    def _recognize_sync(self, name: str, samples: Samples, request: EngineRequest) -> tuple[Segment, ...]:
+        model = self.pool.acquire(name)
+        try:
+            return self._engine.transcribe_utterance(model, samples, request)
+        finally:
+            self.pool.release(name)
+
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""
         return [
@@ -254,6 +285,7 @@ class LocalBackend(Generic[ModelT]):
             self._reaper.cancel()
         self._ready = False
         self._threads.shutdown()
+        self._live_threads.shutdown()
         self.pool.clear()
 
 

@@ -32,6 +32,7 @@ from service.domain import (
     Word,
     primary_language,
 )
+from service.engines.base import Samples
 from service.engines.languages import code_for_language
 from service.errors import (
     DeadlineTooShort,
@@ -71,6 +72,7 @@ class OpenAIBackend:
     """
 
     kind = BackendKind.OPENAI
+    supports_interim = False
 
     def __init__(
         self,
@@ -247,6 +249,19 @@ class OpenAIBackend:
             raise _domain_error(exc) from exc
         except ValueError as exc:
             raise UpstreamUnavailable("the upstream API returned a response that is not valid") from exc
+
+    async def recognize(
+        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+    ) -> tuple[Segment, ...]:
+        """One utterance of a live stream sent to the API as a small FLAC file (final results only)."""
+        model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
+        async with self._calls, self._derived_file(scratch.with_suffix(".flac"), encode_flac, samples) as flac:
+            raw = await self._post(flac, replace(options, prompt=prompt), model, None)
+        seconds = len(samples) / WHISPER_SAMPLE_RATE
+        transcript = _transcript(raw, model, seconds, options)
+        if transcript.segments or not transcript.text:
+            return transcript.segments
+        return (Segment(start=0.0, end=seconds, text=transcript.text),)
 
     def models(self) -> list[ModelDescription]:
         """The default model; the API serves others by name."""

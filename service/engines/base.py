@@ -42,6 +42,8 @@ class EngineRequest:
     word_timestamps: bool
     cancelled: threading.Event | None = None
     """Set when the caller has gone; engines that can stop between segments do."""
+    beam_size: int | None = None
+    """The beam width; None uses the engine's own setting (1 is greedy: fastest, for interim results)."""
 
 
 @dataclass(frozen=True)
@@ -85,4 +87,8 @@ class LocalEngine(Protocol[ModelT]):
 
         Segment and word times are seconds from the start of `audio`.
         """
+        ...
+
+    def transcribe_utterance(self, model: ModelT, audio: Samples, request: EngineRequest) -> tuple[Segment, ...]:
+        """Transcribe one utterance of at most 30 s as fast as the engine can (live results)."""
         ...

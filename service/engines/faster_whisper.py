@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from service.audio.decode import WHISPER_SAMPLE_RATE
 from service.domain import Segment, Word
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 
 _FALLBACK_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+# An utterance is encoded with at least this much silence after it, and at least this factor of its length:
+# with less, Whisper tends to repeat itself to fill the window.
+_MIN_TRAILING_SILENCE = 2.0
+_CONTEXT_FACTOR = 1.0
+_TOKENS_PER_SECOND = 12
+_LOOP_COMPRESSION_RATIO = 2.4
 
 
 @dataclass(frozen=True)
@@ -94,15 +104,61 @@ class FasterWhisperEngine:
         )
         return _collect(segments, request)
 
+    def transcribe_utterance(
+        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest
+    ) -> tuple[Segment, ...]:
+        """Encode only as much context as the utterance needs (plus trailing silence) instead of Whisper's padded
+        30 s: the encoder's cost falls several-fold for a short utterance. Word timings, language detection and an
+        answer that looks like a repetition loop take the ordinary path."""
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
+
+        seconds = len(audio) / WHISPER_SAMPLE_RATE
+        whole = [Clip(0.0, seconds)]
+        whisper = model.model
+        if request.word_timestamps or (request.language is None and whisper.model.is_multilingual):
+            return self.transcribe_clips(model, audio, whole, request)
+        context = min(30.0, math.ceil(max(seconds + _MIN_TRAILING_SILENCE, seconds * _CONTEXT_FACTOR)))
+        padded = np.pad(audio, (0, max(0, round(context * WHISPER_SAMPLE_RATE) - len(audio))))
+        features = whisper.feature_extractor(padded)[..., : round(context * 100)]
+        tokenizer = Tokenizer(
+            whisper.hf_tokenizer,
+            whisper.model.is_multilingual,
+            task=request.task.value,
+            language=request.language or "en",
+        )
+        previous = tokenizer.encode(" " + request.prompt.strip()) if request.prompt.strip() else []
+        prompt = whisper.get_prompt(tokenizer, previous, without_timestamps=True)
+        beam = request.beam_size or self._beam_size
+        result = whisper.model.generate(
+            whisper.encode(features),
+            [prompt],
+            beam_size=beam,
+            max_length=min(whisper.max_length, len(prompt) + int(_TOKENS_PER_SECOND * seconds) + 8),
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
+        )[0]
+        text = tokenizer.decode(result.sequences_ids[0])
+        if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
+            return self.transcribe_clips(model, audio, whole, request)
+        return (Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob)),)
+
     def _decoding(self, request: EngineRequest) -> dict[str, Any]:
         return {
             "language": request.language,
             "task": request.task.value,
-            "beam_size": self._beam_size,
-            "best_of": self._beam_size,
+            "beam_size": request.beam_size or self._beam_size,
+            "best_of": request.beam_size or self._beam_size,
             "initial_prompt": request.prompt or None,
             "word_timestamps": request.word_timestamps,
         }
+
+
+def _repeats(text: str) -> bool:
+    """Whether the text ends with a run of four or more words said twice in a row (a repetition loop)."""
+    words = text.lower().split()
+    return any(words[-n:] == words[-2 * n : -n] for n in range(4, len(words) // 2 + 1))
 
 
 def _collect(segments: Iterable[Any], request: EngineRequest) -> tuple[Segment, ...]:

@@ -106,6 +106,12 @@ class OpenAIWhisperEngine:
                 segments.extend(_segment(s).shifted(clip.start) for s in result["segments"])
         return tuple(segments)
 
+    def transcribe_utterance(
+        self, model: OpenAIWhisperReplicas, audio: Samples, request: EngineRequest
+    ) -> tuple[Segment, ...]:
+        """As a single clip: the reference engine has no faster path."""
+        return self.transcribe_clips(model, audio, [Clip(0.0, len(audio) / 16000)], request)
+
     def _run(self, whisper_model: Any, audio: Samples, request: EngineRequest, *, condition: bool) -> Any:
         temperature = (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
         return whisper_model.transcribe(
@@ -116,8 +122,8 @@ class OpenAIWhisperEngine:
             initial_prompt=request.prompt or None,
             word_timestamps=request.word_timestamps,
             condition_on_previous_text=condition,
-            beam_size=self._beam_size,
-            best_of=self._beam_size,
+            beam_size=request.beam_size or self._beam_size,
+            best_of=request.beam_size or self._beam_size,
             fp16=False,
             verbose=None,
         )

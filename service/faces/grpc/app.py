@@ -8,6 +8,7 @@ from grpc_reflection.v1alpha import reflection
 
 from service.calls.auth import TokenCheck
 from service.calls.log import CallRecorder
+from service.core.live import LiveTranscriber
 from service.core.transcriber import Transcriber
 from service.faces.grpc.interceptors import BearerTokenInterceptor, CallInterceptor, Linger
 from service.faces.grpc.servicer import TranscribeServicer
@@ -19,7 +20,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 
 
 def create_server(
-    settings: Settings, transcriber: Transcriber, recorder: CallRecorder
+    settings: Settings, transcriber: Transcriber, live: LiveTranscriber, recorder: CallRecorder
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     # The call interceptor comes first, so it wraps the handlers later interceptors return and maps their errors.
@@ -42,7 +43,7 @@ def create_server(
         ],
     )
     pb_grpc.add_TranscribeServiceServicer_to_server(
-        TranscribeServicer(transcriber, settings.stream_idle_timeout_seconds), server
+        TranscribeServicer(transcriber, live, settings.stream_idle_timeout_seconds), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

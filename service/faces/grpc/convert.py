@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from google.protobuf.duration_pb2 import Duration
 
-from service.domain import BackendKind, ModelDescription, RawPcmFormat, Task, Transcript, TranscriptionOptions
+from service.domain import (
+    BackendKind,
+    LiveEvent,
+    LiveFormat,
+    LiveOptions,
+    LiveResult,
+    ModelDescription,
+    RawPcmFormat,
+    Task,
+    Transcript,
+    TranscriptionOptions,
+    VoiceActivity,
+    Word,
+)
 from service.errors import FieldViolation, InvalidConfig
 from transcribe.v1 import transcribe_service_pb2 as pb
 
@@ -50,6 +63,77 @@ def options_from_proto(config: pb.TranscriptionConfig) -> TranscriptionOptions:
     )
 
 
+_LIVE_FORMATS = {
+    pb.LIVE_AUDIO_FORMAT_LINEAR16: LiveFormat.LINEAR16,
+    pb.LIVE_AUDIO_FORMAT_WEBM_OPUS: LiveFormat.WEBM_OPUS,
+    pb.LIVE_AUDIO_FORMAT_OGG_OPUS: LiveFormat.OGG_OPUS,
+}
+_VOICE_EVENTS = {
+    VoiceActivity.SPEECH_BEGIN: pb.VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN,
+    VoiceActivity.SPEECH_END: pb.VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END,
+}
+
+
+def live_options_from_proto(live: pb.LiveConfig) -> LiveOptions:
+    """Domain live options from a LiveConfig message."""
+    violations = []
+    audio_format = _LIVE_FORMATS.get(live.audio_format)
+    if audio_format is None:
+        violations.append(FieldViolation("live_config.audio_format", "must be LINEAR16, WEBM_OPUS or OGG_OPUS"))
+    pcm = None
+    if audio_format is LiveFormat.LINEAR16:
+        pcm = RawPcmFormat(sample_rate_hz=live.sample_rate_hertz, channels=live.audio_channel_count)
+        if not 8000 <= pcm.sample_rate_hz <= 192000:
+            violations.append(FieldViolation("live_config.sample_rate_hertz", "must be between 8000 and 192000"))
+        if not 1 <= pcm.channels <= 8:
+            violations.append(FieldViolation("live_config.audio_channel_count", "must be between 1 and 8"))
+    if live.config.HasField("explicit_decoding_config"):
+        violations.append(FieldViolation("live_config.config.explicit_decoding_config", "set audio_format instead"))
+    if violations or audio_format is None:
+        raise InvalidConfig("the live config is invalid", violations=violations)
+    return LiveOptions(
+        transcription=options_from_proto(live.config),
+        audio_format=audio_format,
+        pcm=pcm,
+        interim_results=live.interim_results,
+        voice_activity_events=live.voice_activity_events,
+        speech_start_timeout=_seconds(live.speech_start_timeout) if live.HasField("speech_start_timeout") else None,
+        speech_end_timeout=_seconds(live.speech_end_timeout) if live.HasField("speech_end_timeout") else None,
+    )
+
+
+def live_event_to_proto(event: LiveEvent) -> pb.TranscribeLiveResponse:
+    """A response carrying one live result or one voice activity event."""
+    if isinstance(event, LiveResult):
+        result = pb.LiveResult(
+            text=event.text,
+            is_final=event.is_final,
+            stability=event.stability,
+            start_offset=duration(event.start),
+            end_offset=duration(event.end),
+            words=[_word(word) for word in event.words],
+        )
+        return pb.TranscribeLiveResponse(results=[result])
+    return pb.TranscribeLiveResponse(
+        voice_activity=pb.VoiceActivityEvent(type=_VOICE_EVENTS[event.kind], offset=duration(event.offset))
+    )
+
+
+def backend_to_proto(kind: BackendKind) -> pb.Backend.ValueType:
+    """The Backend enum value of a backend kind."""
+    return _BACKENDS_OUT[kind]
+
+
+def _seconds(value: Duration) -> float:
+    return value.ToNanoseconds() / 1e9
+
+
+def _word(word: Word) -> pb.WordInfo:
+    return pb.WordInfo(
+        start_offset=duration(word.start), end_offset=duration(word.end), word=word.text, probability=word.probability
+    )
+
+
 def duration(seconds: float) -> Duration:
     """A Duration message from seconds."""
     message = Duration()
@@ -73,15 +157,7 @@ def transcript_to_proto(transcript: Transcript) -> pb.Transcript:
                 text=segment.text,
                 average_log_probability=segment.avg_logprob,
                 no_speech_probability=segment.no_speech_prob,
-                words=[
-                    pb.WordInfo(
-                        start_offset=duration(word.start),
-                        end_offset=duration(word.end),
-                        word=word.text,
-                        probability=word.probability,
-                    )
-                    for word in segment.words
-                ],
+                words=[_word(word) for word in segment.words],
             )
             for segment in transcript.segments
         ],

@@ -31,6 +31,9 @@ STATUS_CODES: dict[type[errors.TranscribeError], grpc.StatusCode] = {
     errors.UpstreamUnavailable: grpc.StatusCode.UNAVAILABLE,
     errors.UpstreamTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.UpstreamRejectedAudio: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.SpeechStartTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.LiveSessionTooLong: grpc.StatusCode.OUT_OF_RANGE,
+    errors.LiveNotSupported: grpc.StatusCode.FAILED_PRECONDITION,
 }
 
 INTERNAL_MESSAGE = "internal error; the server logged the details"

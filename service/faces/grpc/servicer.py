@@ -2,28 +2,40 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
+from service.core.live import LiveSession, LiveTranscriber
 from service.core.transcriber import IdleLimited, Transcriber, one_chunk
-from service.errors import FieldViolation, StreamOutOfOrder
-from service.faces.grpc.convert import model_to_proto, options_from_proto, transcript_to_proto
+from service.errors import FieldViolation, StreamOutOfOrder, TranscribeError
+from service.faces.grpc.convert import (
+    backend_to_proto,
+    live_event_to_proto,
+    live_options_from_proto,
+    model_to_proto,
+    options_from_proto,
+    transcript_to_proto,
+)
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 Context: TypeAlias = "grpc.aio.ServicerContext[Any, Any]"
 
 _CONFIG_FIRST = FieldViolation("config", "must be set in the first message, and only there")
+_LIVE_FIRST = FieldViolation("live_config", "must be set in the first message, and only there")
+_Request = TypeVar("_Request", pb.TranscribeStreamRequest, pb.TranscribeLiveRequest)
 
 
 class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
     """The transcribe.v1.TranscribeService RPCs."""
 
-    def __init__(self, transcriber: Transcriber, stream_idle_seconds: float) -> None:
+    def __init__(self, transcriber: Transcriber, live: LiveTranscriber, stream_idle_seconds: float) -> None:
         self._transcriber = transcriber
+        self._live = live
         self._idle_seconds = stream_idle_seconds
 
     async def Transcribe(self, request: pb.TranscribeRequest, context: Context) -> pb.TranscribeResponse:  # noqa: N802
@@ -50,6 +62,24 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
         )
         return pb.TranscribeStreamResponse(transcript=transcript_to_proto(transcript))
 
+    async def TranscribeLive(  # noqa: N802
+        self, request_iterator: AsyncIterator[pb.TranscribeLiveRequest], context: Context
+    ) -> AsyncIterator[pb.TranscribeLiveResponse]:
+        """Bidirectional streaming: live_config first (exactly once), then audio; results while it arrives."""
+        requests = _non_empty(IdleLimited(aiter(request_iterator), self._idle_seconds))
+        first = await anext(requests, None)
+        if first is None or first.WhichOneof("streaming_request") != "live_config":
+            raise StreamOutOfOrder("the first message of the stream must carry live_config", violations=[_LIVE_FIRST])
+        async with self._live.session(live_options_from_proto(first.live_config)) as session:
+            feeding = asyncio.get_running_loop().create_task(_feed_live(session, requests))
+            try:
+                header = pb.TranscribeLiveResponse(backend=backend_to_proto(session.backend.kind), model=session.model)
+                yield header
+                async for event in session.events():
+                    yield live_event_to_proto(event)
+            finally:
+                feeding.cancel()
+
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:  # noqa: N802
         """Every model the server can serve."""
         return pb.ListModelsResponse(models=[model_to_proto(m) for m in self._transcriber.models()])
@@ -60,9 +90,7 @@ def _deadline(context: Context) -> float | None:
     return None if remaining is None else time.monotonic() + remaining
 
 
-async def _non_empty(
-    requests: AsyncIterator[pb.TranscribeStreamRequest],
-) -> AsyncIterator[pb.TranscribeStreamRequest]:
+async def _non_empty(requests: AsyncIterator[_Request]) -> AsyncIterator[_Request]:
     async for request in requests:
         if request.WhichOneof("streaming_request") is not None:
             yield request
@@ -73,3 +101,16 @@ async def _audio_chunks(requests: AsyncIterator[pb.TranscribeStreamRequest]) -> 
         if request.WhichOneof("streaming_request") == "config":
             raise StreamOutOfOrder("config may be sent only once, in the first message", violations=[_CONFIG_FIRST])
         yield request.audio_content
+
+
+async def _feed_live(session: LiveSession, requests: AsyncIterator[pb.TranscribeLiveRequest]) -> None:
+    try:
+        async for request in requests:
+            if request.WhichOneof("streaming_request") == "live_config":
+                raise StreamOutOfOrder(
+                    "live_config may be sent only once, in the first message", violations=[_LIVE_FIRST]
+                )
+            session.feed(request.audio_content)
+        await session.finish()
+    except TranscribeError as error:
+        session.fail(error)

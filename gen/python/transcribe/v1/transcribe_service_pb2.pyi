@@ -88,6 +88,62 @@ AUDIO_ENCODING_LINEAR16: AudioEncoding.ValueType  # 1
 """Headerless signed 16-bit little-endian PCM, channels interleaved."""
 Global___AudioEncoding: _TypeAlias = AudioEncoding  # noqa: Y015
 
+class _LiveAudioFormat:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LiveAudioFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LiveAudioFormat.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LIVE_AUDIO_FORMAT_UNSPECIFIED: _LiveAudioFormat.ValueType  # 0
+    """Not set: invalid for a live stream."""
+    LIVE_AUDIO_FORMAT_LINEAR16: _LiveAudioFormat.ValueType  # 1
+    """Headerless signed 16-bit little-endian PCM; sample_rate_hertz and
+    audio_channel_count give its layout.
+    """
+    LIVE_AUDIO_FORMAT_WEBM_OPUS: _LiveAudioFormat.ValueType  # 2
+    """A WebM stream of Opus audio, as a browser's MediaRecorder emits it."""
+    LIVE_AUDIO_FORMAT_OGG_OPUS: _LiveAudioFormat.ValueType  # 3
+    """An Ogg stream of Opus audio."""
+
+class LiveAudioFormat(_LiveAudioFormat, metaclass=_LiveAudioFormatEnumTypeWrapper):
+    """LiveAudioFormat says how live audio_content bytes are framed."""
+
+LIVE_AUDIO_FORMAT_UNSPECIFIED: LiveAudioFormat.ValueType  # 0
+"""Not set: invalid for a live stream."""
+LIVE_AUDIO_FORMAT_LINEAR16: LiveAudioFormat.ValueType  # 1
+"""Headerless signed 16-bit little-endian PCM; sample_rate_hertz and
+audio_channel_count give its layout.
+"""
+LIVE_AUDIO_FORMAT_WEBM_OPUS: LiveAudioFormat.ValueType  # 2
+"""A WebM stream of Opus audio, as a browser's MediaRecorder emits it."""
+LIVE_AUDIO_FORMAT_OGG_OPUS: LiveAudioFormat.ValueType  # 3
+"""An Ogg stream of Opus audio."""
+Global___LiveAudioFormat: _TypeAlias = LiveAudioFormat  # noqa: Y015
+
+class _VoiceActivityEventType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VoiceActivityEventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VoiceActivityEventType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VOICE_ACTIVITY_EVENT_TYPE_UNSPECIFIED: _VoiceActivityEventType.ValueType  # 0
+    """Not used."""
+    VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN: _VoiceActivityEventType.ValueType  # 1
+    """Speech began."""
+    VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END: _VoiceActivityEventType.ValueType  # 2
+    """Speech ended (the endpointing silence passed)."""
+
+class VoiceActivityEventType(_VoiceActivityEventType, metaclass=_VoiceActivityEventTypeEnumTypeWrapper):
+    """VoiceActivityEventType says whether speech began or ended."""
+
+VOICE_ACTIVITY_EVENT_TYPE_UNSPECIFIED: VoiceActivityEventType.ValueType  # 0
+"""Not used."""
+VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN: VoiceActivityEventType.ValueType  # 1
+"""Speech began."""
+VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END: VoiceActivityEventType.ValueType  # 2
+"""Speech ended (the endpointing silence passed)."""
+Global___VoiceActivityEventType: _TypeAlias = VoiceActivityEventType  # noqa: Y015
+
 @_typing.final
 class ExplicitDecodingConfig(_message.Message):
     """ExplicitDecodingConfig describes headerless audio, which cannot be
@@ -522,3 +578,228 @@ class ModelInfo(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ModelInfo: _TypeAlias = ModelInfo  # noqa: Y015
+
+@_typing.final
+class LiveConfig(_message.Message):
+    """LiveConfig says how to transcribe a live stream and how its audio is
+    framed.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    INTERIM_RESULTS_FIELD_NUMBER: _builtins.int
+    VOICE_ACTIVITY_EVENTS_FIELD_NUMBER: _builtins.int
+    SPEECH_START_TIMEOUT_FIELD_NUMBER: _builtins.int
+    SPEECH_END_TIMEOUT_FIELD_NUMBER: _builtins.int
+    AUDIO_FORMAT_FIELD_NUMBER: _builtins.int
+    SAMPLE_RATE_HERTZ_FIELD_NUMBER: _builtins.int
+    AUDIO_CHANNEL_COUNT_FIELD_NUMBER: _builtins.int
+    interim_results: _builtins.bool
+    """Whether to send interim results while an utterance goes on. Interim
+    results need a local backend.
+    """
+    voice_activity_events: _builtins.bool
+    """Whether to send voice activity events (speech began, speech ended)."""
+    audio_format: Global___LiveAudioFormat.ValueType
+    """How the audio bytes are framed."""
+    sample_rate_hertz: _builtins.int
+    """The sample rate of LINEAR16 audio in hertz, from 8000 to 192000."""
+    audio_channel_count: _builtins.int
+    """The number of interleaved LINEAR16 channels, from 1 to 8."""
+    @_builtins.property
+    def config(self) -> Global___TranscriptionConfig:
+        """How to transcribe: backend, model, language, prompt, task, word
+        offsets. explicit_decoding_config is not used; set audio_format.
+        """
+
+    @_builtins.property
+    def speech_start_timeout(self) -> _duration_pb2.Duration:
+        """How long the stream may go without speech from its start before it is
+        ended with DEADLINE_EXCEEDED. Unset or zero never ends it for that.
+        """
+
+    @_builtins.property
+    def speech_end_timeout(self) -> _duration_pb2.Duration:
+        """How long a pause must last to end an utterance (endpointing). Unset
+        uses the server's default (0.5 s); between 0.2 s and 5 s.
+        """
+
+    def __init__(
+        self,
+        *,
+        config: Global___TranscriptionConfig | None = ...,
+        interim_results: _builtins.bool = ...,
+        voice_activity_events: _builtins.bool = ...,
+        speech_start_timeout: _duration_pb2.Duration | None = ...,
+        speech_end_timeout: _duration_pb2.Duration | None = ...,
+        audio_format: Global___LiveAudioFormat.ValueType = ...,
+        sample_rate_hertz: _builtins.int = ...,
+        audio_channel_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "speech_end_timeout", b"speech_end_timeout", "speech_start_timeout", b"speech_start_timeout"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_channel_count", b"audio_channel_count", "audio_format", b"audio_format", "config", b"config", "interim_results", b"interim_results", "sample_rate_hertz", b"sample_rate_hertz", "speech_end_timeout", b"speech_end_timeout", "speech_start_timeout", b"speech_start_timeout", "voice_activity_events", b"voice_activity_events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveConfig: _TypeAlias = LiveConfig  # noqa: Y015
+
+@_typing.final
+class TranscribeLiveRequest(_message.Message):
+    """TranscribeLiveRequest is one message of a live stream. The first message
+    carries live_config and no audio; every later message carries
+    audio_content of any size, in order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIVE_CONFIG_FIELD_NUMBER: _builtins.int
+    AUDIO_CONTENT_FIELD_NUMBER: _builtins.int
+    audio_content: _builtins.bytes
+    """The next bytes of audio, framed as live_config.audio_format says."""
+    @_builtins.property
+    def live_config(self) -> Global___LiveConfig:
+        """How to transcribe. Only in the first message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        live_config: Global___LiveConfig | None = ...,
+        audio_content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "live_config", b"live_config", "streaming_request", b"streaming_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "live_config", b"live_config", "streaming_request", b"streaming_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_streaming_request: _TypeAlias = _typing.Literal["live_config", "audio_content"]  # noqa: Y015
+    _WhichOneofArgType_streaming_request: _TypeAlias = _typing.Literal["streaming_request", b"streaming_request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_streaming_request) -> _WhichOneofReturnType_streaming_request | None: ...
+
+Global___TranscribeLiveRequest: _TypeAlias = TranscribeLiveRequest  # noqa: Y015
+
+@_typing.final
+class TranscribeLiveResponse(_message.Message):
+    """TranscribeLiveResponse carries recognized speech or a voice activity
+    event. A response carries at most one final result, then at most one
+    interim result, or only a voice activity event.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    VOICE_ACTIVITY_FIELD_NUMBER: _builtins.int
+    BACKEND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    backend: Global___Backend.ValueType
+    """The backend that recognizes this stream, set in the first response."""
+    model: _builtins.str
+    """The model that recognizes this stream, set in the first response."""
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___LiveResult]:
+        """The results: zero or one final, then zero or one interim."""
+
+    @_builtins.property
+    def voice_activity(self) -> Global___VoiceActivityEvent:
+        """A voice activity event, in a response of its own, when asked for."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___LiveResult] | None = ...,
+        voice_activity: Global___VoiceActivityEvent | None = ...,
+        backend: Global___Backend.ValueType = ...,
+        model: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["voice_activity", b"voice_activity"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backend", b"backend", "model", b"model", "results", b"results", "voice_activity", b"voice_activity"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TranscribeLiveResponse: _TypeAlias = TranscribeLiveResponse  # noqa: Y015
+
+@_typing.final
+class LiveResult(_message.Message):
+    """LiveResult is the text of one utterance, or of what has been heard of it
+    so far.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEXT_FIELD_NUMBER: _builtins.int
+    IS_FINAL_FIELD_NUMBER: _builtins.int
+    STABILITY_FIELD_NUMBER: _builtins.int
+    START_OFFSET_FIELD_NUMBER: _builtins.int
+    END_OFFSET_FIELD_NUMBER: _builtins.int
+    WORDS_FIELD_NUMBER: _builtins.int
+    text: _builtins.str
+    """The text."""
+    is_final: _builtins.bool
+    """Whether this is the utterance's final text. A final result never
+    changes; the next result belongs to a later utterance. An interim
+    result may be revised by the next interim or the final one.
+    """
+    stability: _builtins.float
+    """For interim results, an estimate from 0 to 1 of how likely the text is
+    to stay as it is; zero for final results.
+    """
+    @_builtins.property
+    def start_offset(self) -> _duration_pb2.Duration:
+        """Where the utterance starts, from the start of the stream's audio."""
+
+    @_builtins.property
+    def end_offset(self) -> _duration_pb2.Duration:
+        """Where the text heard so far ends, from the start of the stream's audio."""
+
+    @_builtins.property
+    def words(self) -> _containers.RepeatedCompositeFieldContainer[Global___WordInfo]:
+        """The words with their offsets, on final results when
+        enable_word_time_offsets was set and the backend supports it.
+        """
+
+    def __init__(
+        self,
+        *,
+        text: _builtins.str = ...,
+        is_final: _builtins.bool = ...,
+        stability: _builtins.float = ...,
+        start_offset: _duration_pb2.Duration | None = ...,
+        end_offset: _duration_pb2.Duration | None = ...,
+        words: _abc.Iterable[Global___WordInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "start_offset", b"start_offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "is_final", b"is_final", "stability", b"stability", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiveResult: _TypeAlias = LiveResult  # noqa: Y015
+
+@_typing.final
+class VoiceActivityEvent(_message.Message):
+    """VoiceActivityEvent marks where speech began or ended."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    type: Global___VoiceActivityEventType.ValueType
+    """What happened."""
+    @_builtins.property
+    def offset(self) -> _duration_pb2.Duration:
+        """When, from the start of the stream's audio."""
+
+    def __init__(
+        self,
+        *,
+        type: Global___VoiceActivityEventType.ValueType = ...,
+        offset: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["offset", b"offset", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VoiceActivityEvent: _TypeAlias = VoiceActivityEvent  # noqa: Y015

@@ -56,6 +56,11 @@ class TranscribeServiceStub:
                 request_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsRequest.SerializeToString,
                 response_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsResponse.FromString,
                 _registered_method=True)
+        self.TranscribeLive = channel.stream_stream(
+                '/transcribe.v1.TranscribeService/TranscribeLive',
+                request_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.SerializeToString,
+                response_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.FromString,
+                _registered_method=True)
 
 
 class TranscribeServiceServicer:
@@ -93,6 +98,19 @@ class TranscribeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TranscribeLive(self, request_iterator, context):
+        """TranscribeLive transcribes audio while it is still being spoken. The
+        first request carries live_config (exactly once); every later request
+        carries audio_content. The server answers with results as speech is
+        recognized: interim results (which may change) while an utterance goes
+        on, then one final result (which never changes) when the speaker pauses
+        for the endpointing silence. When the client half-closes, the remaining
+        audio becomes a final result and the call ends OK.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TranscribeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -110,6 +128,11 @@ def add_TranscribeServiceServicer_to_server(servicer, server):
                     servicer.ListModels,
                     request_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsRequest.FromString,
                     response_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsResponse.SerializeToString,
+            ),
+            'TranscribeLive': grpc.stream_stream_rpc_method_handler(
+                    servicer.TranscribeLive,
+                    request_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.FromString,
+                    response_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -200,6 +223,33 @@ class TranscribeService:
             '/transcribe.v1.TranscribeService/ListModels',
             transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsRequest.SerializeToString,
             transcribe_dot_v1_dot_transcribe__service__pb2.ListModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TranscribeLive(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/transcribe.v1.TranscribeService/TranscribeLive',
+            transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.SerializeToString,
+            transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,15 @@ class TranscribeServiceStub:
     """ListModels lists the models the server can serve and whether each is
     currently loaded in memory.
     """
+    TranscribeLive: _grpc.StreamStreamMultiCallable[_transcribe_service_pb2.TranscribeLiveRequest, _transcribe_service_pb2.TranscribeLiveResponse]
+    """TranscribeLive transcribes audio while it is still being spoken. The
+    first request carries live_config (exactly once); every later request
+    carries audio_content. The server answers with results as speech is
+    recognized: interim results (which may change) while an utterance goes
+    on, then one final result (which never changes) when the speaker pauses
+    for the endpointing silence. When the client half-closes, the remaining
+    audio becomes a final result and the call ends OK.
+    """
 
 @_typing.type_check_only
 class TranscribeServiceAsyncStub(TranscribeServiceStub):
@@ -78,6 +87,15 @@ class TranscribeServiceAsyncStub(TranscribeServiceStub):
     ListModels: _aio.UnaryUnaryMultiCallable[_transcribe_service_pb2.ListModelsRequest, _transcribe_service_pb2.ListModelsResponse]  # type: ignore[assignment]
     """ListModels lists the models the server can serve and whether each is
     currently loaded in memory.
+    """
+    TranscribeLive: _aio.StreamStreamMultiCallable[_transcribe_service_pb2.TranscribeLiveRequest, _transcribe_service_pb2.TranscribeLiveResponse]  # type: ignore[assignment]
+    """TranscribeLive transcribes audio while it is still being spoken. The
+    first request carries live_config (exactly once); every later request
+    carries audio_content. The server answers with results as speech is
+    recognized: interim results (which may change) while an utterance goes
+    on, then one final result (which never changes) when the speaker pauses
+    for the endpointing silence. When the client half-closes, the remaining
+    audio becomes a final result and the call ends OK.
     """
 
 class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +137,21 @@ class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_transcribe_service_pb2.ListModelsResponse, _abc.Awaitable[_transcribe_service_pb2.ListModelsResponse]]:
         """ListModels lists the models the server can serve and whether each is
         currently loaded in memory.
+        """
+
+    @_abc_1.abstractmethod
+    def TranscribeLive(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcribe_service_pb2.TranscribeLiveRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_transcribe_service_pb2.TranscribeLiveResponse], _abc.AsyncIterator[_transcribe_service_pb2.TranscribeLiveResponse]]:
+        """TranscribeLive transcribes audio while it is still being spoken. The
+        first request carries live_config (exactly once); every later request
+        carries audio_content. The server answers with results as speech is
+        recognized: interim results (which may change) while an utterance goes
+        on, then one final result (which never changes) when the speaker pauses
+        for the endpointing silence. When the client half-closes, the remaining
+        audio becomes a final result and the call ends OK.
         """
 
 def add_TranscribeServiceServicer_to_server(servicer: TranscribeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

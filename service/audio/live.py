@@ -1,0 +1,115 @@
+"""Audio of a live stream as it arrives: LINEAR16 or a WebM/Ogg Opus stream, decoded to 16 kHz mono samples."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+import av
+import av.error
+import numpy as np
+import numpy.typing as npt
+
+from service.audio.decode import resample_to_whisper, whisper_resampler
+from service.domain import LiveFormat, RawPcmFormat
+from service.errors import TruncatedAudio, UndecodableAudio
+
+Samples = npt.NDArray[np.float32]
+Deliver = Callable[[Samples], None]
+_CONTAINERS = {LiveFormat.WEBM_OPUS: "matroska", LiveFormat.OGG_OPUS: "ogg"}
+
+
+class PcmDecoder:
+    """Headerless 16-bit little-endian PCM: whole frames are resampled as they come; a partial frame waits."""
+
+    def __init__(self, fmt: RawPcmFormat, deliver: Deliver) -> None:
+        self._fmt = fmt
+        self._deliver = deliver
+        self._frame_bytes = 2 * fmt.channels
+        self._pending = b""
+        self._resampler = whisper_resampler()
+
+    def push(self, data: bytes) -> None:
+        """Decode the whole frames now available and deliver their samples."""
+        data = self._pending + data
+        whole = len(data) // self._frame_bytes * self._frame_bytes
+        self._pending = data[whole:]
+        if whole:
+            interleaved = np.frombuffer(data[:whole], dtype="<i2").reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(interleaved, format="s16", layout=_layout(self._fmt.channels))
+            frame.sample_rate = self._fmt.sample_rate_hz
+            self._deliver(resample_to_whisper(self._resampler, frame))
+
+    def close(self) -> None:
+        """Deliver what the resampler still holds; a partial frame left over is an error."""
+        self._deliver(resample_to_whisper(self._resampler, None))
+        if self._pending:
+            raise TruncatedAudio(
+                f"LINEAR16 audio with {self._fmt.channels} channel(s) must be a whole number of "
+                f"{self._frame_bytes}-byte frames"
+            )
+
+
+class ContainerDecoder:
+    """A WebM or Ogg stream decoded incrementally in a thread of its own; samples are delivered from that thread."""
+
+    def __init__(self, audio_format: LiveFormat, deliver: Deliver, fail: Callable[[Exception], None]) -> None:
+        self._format = _CONTAINERS[audio_format]
+        self._deliver = deliver
+        self._fail = fail
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._buffer = b""
+        self._ended = False
+        self._thread = threading.Thread(target=self._run, name="live-decode", daemon=True)
+        self._thread.start()
+
+    def push(self, data: bytes) -> None:
+        """Hand bytes to the decoding thread."""
+        if data:
+            self._chunks.put(data)
+
+    def close(self) -> None:
+        """Signal the end of the stream and wait (briefly) for the thread to decode the rest."""
+        self._chunks.put(None)
+        self._thread.join(timeout=10)
+
+    def abort(self) -> None:
+        """Stop decoding without waiting."""
+        self._chunks.put(None)
+
+    def read(self, size: int = -1) -> bytes:
+        """The file interface PyAV reads from: blocks until bytes arrive or the stream ends."""
+        while not self._ended and (size < 0 or len(self._buffer) < size):
+            chunk = self._chunks.get()
+            if chunk is None:
+                self._ended = True
+            else:
+                self._buffer += chunk
+        if size < 0:
+            size = len(self._buffer)
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def _run(self) -> None:
+        resampler = whisper_resampler()
+        decoded = 0
+        try:
+            with av.open(self, mode="r", format=self._format, metadata_errors="ignore") as container:
+                if not container.streams.audio:
+                    raise UndecodableAudio("the live stream holds no audio")
+                for frame in container.decode(container.streams.audio[0]):
+                    decoded += frame.samples
+                    self._deliver(resample_to_whisper(resampler, frame))
+            self._deliver(resample_to_whisper(resampler, None))
+        except UndecodableAudio as error:
+            self._fail(error)
+        except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as error:
+            message = "the live stream could not be decoded" if decoded == 0 else "the live stream stopped decoding"
+            failure = UndecodableAudio(message, metadata={"audio_format": self._format})
+            failure.__cause__ = error
+            self._fail(failure)
+
+
+def _layout(channels: int) -> str:
+    return {1: "mono", 2: "stereo"}.get(channels, f"{channels}c")

@@ -1,0 +1,445 @@
+"""Live transcription: audio that is still arriving, cut into utterances by voice activity, with interim and final
+results; sessions are bounded in number and in length."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from service.audio.decode import WHISPER_SAMPLE_RATE
+from service.audio.live import ContainerDecoder, PcmDecoder
+from service.audio.speech import FRAME_SAMPLES, FRAME_SECONDS, SpeechScorer
+from service.audio.store import UploadStore
+from service.core.admission import AdmissionGate
+from service.core.transcriber import validate_options
+from service.domain import (
+    BackendKind,
+    LiveEvent,
+    LiveFormat,
+    LiveOptions,
+    LiveResult,
+    Segment,
+    TranscriptionOptions,
+    VoiceActivity,
+    VoiceEvent,
+)
+from service.errors import (
+    BackendNotConfigured,
+    FieldViolation,
+    InvalidConfig,
+    LiveNotSupported,
+    LiveSessionTooLong,
+    SpeechStartTimeout,
+    TranscribeError,
+)
+
+log = logging.getLogger(__name__)
+Samples = npt.NDArray[np.float32]
+
+_THRESHOLD = 0.5
+_OFF_THRESHOLD = 0.35
+_PREROLL_SECONDS = 0.3
+_TAIL_SECONDS = 0.2
+_PROMPT_CHARS = 200
+# Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.
+_LONG_UTTERANCE_SECONDS = 8.0
+_SHORT_PAUSE_SECONDS = 0.25
+
+
+@runtime_checkable
+class LiveRecognizer(Protocol):
+    """What a backend offers live sessions: recognition of one utterance held in memory."""
+
+    kind: BackendKind
+    supports_interim: bool
+    default_model: str
+
+    def check(self, options: TranscriptionOptions) -> None:
+        """Reject options this backend cannot honour."""
+        ...
+
+    async def recognize(
+        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+    ) -> tuple[Segment, ...]:
+        """The segments of up to 30 s of speech (times from the start of `samples`); `scratch` is a free file path
+        the backend may write and must delete. Interim recognition trades accuracy for speed."""
+        ...
+
+
+@dataclass(frozen=True)
+class LiveLimits:
+    """Server-wide bounds and defaults of live sessions."""
+
+    max_sessions: int = 4
+    max_session_seconds: float = 4 * 3600.0
+    speech_end_seconds: float = 0.5
+    interim_interval_seconds: float = 1.0
+    max_utterance_seconds: float = 20.0
+
+
+@dataclass(frozen=True)
+class _Utterance:
+    """An utterance the endpointer closed: its audio and where it lies in the stream."""
+
+    start: float
+    end: float
+    samples: Samples
+    speech_ended: bool
+
+
+class Endpointer:
+    """Cuts a stream into utterances by voice activity: speech begins at a frame above the threshold and ends after
+    `speech_end` seconds below the lower threshold; an utterance reaching `max_utterance` seconds is cut at its
+    quietest recent frame. Only the current utterance (or a short pre-roll) is kept in memory."""
+
+    def __init__(self, speech_end: float, max_utterance: float) -> None:
+        self._scorer = SpeechScorer()
+        self._end_frames = max(1, math.ceil(speech_end / FRAME_SECONDS))
+        self._short_end_frames = min(self._end_frames, math.ceil(_SHORT_PAUSE_SECONDS / FRAME_SECONDS))
+        self._long_frames = int(_LONG_UTTERANCE_SECONDS / FRAME_SECONDS)
+        self._max_frames = int(max_utterance / FRAME_SECONDS)
+        self._preroll = round(_PREROLL_SECONDS / FRAME_SECONDS)
+        self._tail = round(_TAIL_SECONDS / FRAME_SECONDS)
+        self._audio = np.zeros(0, dtype=np.float32)
+        self._unscored = np.zeros(0, dtype=np.float32)
+        self._first_frame = 0
+        self._frames = 0
+        self._probabilities: list[float] = []
+        self._start: int | None = None
+        self._last_end = 0
+        self._silent = 0
+        self.heard_speech = False
+
+    @property
+    def seconds(self) -> float:
+        """Audio received so far."""
+        return (self._frames * FRAME_SAMPLES + len(self._unscored)) / WHISPER_SAMPLE_RATE
+
+    def feed(self, samples: Samples) -> list[VoiceEvent | _Utterance]:
+        """Score the new audio; return speech beginnings, ends and closed utterances, in order."""
+        self._audio = np.concatenate([self._audio, samples])
+        events: list[VoiceEvent | _Utterance] = []
+        for probability in self._scorer.score(samples).tolist():
+            self._probabilities.append(probability)
+            self._frames += 1
+            events.extend(self._step(probability))
+        self._forget_before(self._start if self._start is not None else self._frames - self._preroll)
+        return events
+
+    def flush(self) -> list[VoiceEvent | _Utterance]:
+        """The end of the stream: the utterance in progress is closed."""
+        if self._start is None:
+            return []
+        return self._close(self._frames + len(self._audio) // FRAME_SAMPLES, speech_ended=True)
+
+    def current(self) -> tuple[float, Samples] | None:
+        """The utterance in progress: where it starts and its audio so far."""
+        if self._start is None:
+            return None
+        return self._start * FRAME_SECONDS, self._slice(self._start, None)
+
+    def _step(self, probability: float) -> list[VoiceEvent | _Utterance]:
+        frame = self._frames - 1
+        if self._start is None:
+            if probability < _THRESHOLD:
+                return []
+            self._start = max(0, frame - self._preroll, self._first_frame, self._last_end)
+            self._silent = 0
+            self.heard_speech = True
+            return [VoiceEvent(VoiceActivity.SPEECH_BEGIN, frame * FRAME_SECONDS)]
+        if probability >= _THRESHOLD:
+            self._silent = 0
+        elif self._silent or probability < _OFF_THRESHOLD:
+            self._silent += 1
+        needed = self._end_frames if frame - self._start < self._long_frames else self._short_end_frames
+        if self._silent >= needed:
+            return self._close(frame - self._silent + 1 + min(self._tail, self._silent // 2), speech_ended=True)
+        if frame - self._start >= self._max_frames:
+            recent = self._probabilities[-(frame - self._start) // 3 :]
+            cut = frame - len(recent) + int(np.argmin(recent)) + 1
+            return self._close(cut, speech_ended=False)
+        return []
+
+    def _close(self, end: int, *, speech_ended: bool) -> list[VoiceEvent | _Utterance]:
+        assert self._start is not None
+        end = min(end, self._first_frame + len(self._audio) // FRAME_SAMPLES)
+        utterance = _Utterance(
+            start=self._start * FRAME_SECONDS,
+            end=end * FRAME_SECONDS,
+            samples=self._slice(self._start, end).copy(),
+            speech_ended=speech_ended,
+        )
+        events: list[VoiceEvent | _Utterance] = [utterance]
+        self._last_end = end
+        if speech_ended:
+            events.insert(0, VoiceEvent(VoiceActivity.SPEECH_END, utterance.end))
+            self._start = None
+        else:
+            self._start = end
+        self._silent = 0
+        return events
+
+    def _slice(self, start: int, end: int | None) -> Samples:
+        first = (start - self._first_frame) * FRAME_SAMPLES
+        last = None if end is None else (end - self._first_frame) * FRAME_SAMPLES
+        return self._audio[max(0, first) : last]
+
+    def _forget_before(self, frame: int) -> None:
+        frame = max(self._first_frame, frame)
+        drop = (frame - self._first_frame) * FRAME_SAMPLES
+        if drop > 0:
+            self._audio = self._audio[drop:]
+            self._first_frame = frame
+        del self._probabilities[: max(0, len(self._probabilities) - self._max_frames)]
+
+
+class LiveTranscriber:
+    """Opens live sessions on the configured backends, at most `max_sessions` at once."""
+
+    def __init__(
+        self,
+        *,
+        store: UploadStore,
+        backends: Mapping[BackendKind, LiveRecognizer],
+        default_backend: BackendKind,
+        limits: LiveLimits,
+        retry_after_seconds: float,
+    ) -> None:
+        self._store = store
+        self._backends = dict(backends)
+        self._default = default_backend
+        self.limits = limits
+        self.gate = AdmissionGate("live sessions", limits.max_sessions, retry_after_seconds)
+
+    def check(self, options: LiveOptions) -> LiveRecognizer:
+        """The backend a live stream goes to, after checking the options against it."""
+        validate_options(options.transcription)
+        if options.speech_end_timeout is not None and not 0.2 <= options.speech_end_timeout <= 5.0:
+            raise InvalidConfig(
+                "the speech end timeout must be between 0.2 and 5 seconds",
+                violations=[FieldViolation("live_config.speech_end_timeout", "must be between 0.2 s and 5 s")],
+            )
+        kind = options.transcription.backend or self._default
+        backend = self._backends.get(kind)
+        if backend is None:
+            raise BackendNotConfigured(
+                f"the {kind.value} backend is not configured on this server", metadata={"backend": kind.value}
+            )
+        backend.check(options.transcription)
+        if options.interim_results and not backend.supports_interim:
+            raise LiveNotSupported(
+                f"the {kind.value} backend gives final results only; interim results need a local engine",
+                violations=[FieldViolation("live_config.interim_results", "needs a local backend")],
+            )
+        return backend
+
+    @contextlib.asynccontextmanager
+    async def session(self, options: LiveOptions) -> AsyncIterator[LiveSession]:
+        """A running session for the options; refused at once (Overloaded) when every place is taken."""
+        backend = self.check(options)
+        with self.gate.admit():
+            session = LiveSession(options, backend, self.limits, self._store.new_scratch_path)
+            try:
+                yield session
+            finally:
+                await session.aclose()
+
+
+class LiveSession:
+    """One live stream: audio in (feed, then finish), events out (events)."""
+
+    def __init__(
+        self,
+        options: LiveOptions,
+        backend: LiveRecognizer,
+        limits: LiveLimits,
+        scratch: ScratchPaths,
+    ) -> None:
+        self.options = options
+        self.backend = backend
+        self._limits = limits
+        self._scratch = scratch
+        self._endpointer = Endpointer(
+            options.speech_end_timeout or limits.speech_end_seconds, limits.max_utterance_seconds
+        )
+        self._events: asyncio.Queue[LiveEvent | TranscribeError | None] = asyncio.Queue()
+        self._finals: asyncio.Queue[_Utterance | None] = asyncio.Queue()
+        self._incoming: asyncio.Queue[Samples | None] = asyncio.Queue()
+        self._prompt = options.transcription.prompt
+        self._interim_at = 0.0
+        self._interim: asyncio.Task[None] | None = None
+        self._last_interim: list[str] = []
+        self._utterance_start: float | None = None
+        self._decoder = self._decoder_for(options)
+        self._tasks = [
+            asyncio.get_running_loop().create_task(self._process()),
+            asyncio.get_running_loop().create_task(self._finalize()),
+        ]
+
+    def _decoder_for(self, options: LiveOptions) -> PcmDecoder | ContainerDecoder:
+        loop = asyncio.get_running_loop()
+        if options.audio_format is LiveFormat.LINEAR16:
+            assert options.pcm is not None
+            return PcmDecoder(options.pcm, self._incoming.put_nowait)
+
+        def deliver(samples: Samples) -> None:
+            loop.call_soon_threadsafe(self._incoming.put_nowait, samples)
+
+        def fail(error: Exception) -> None:
+            loop.call_soon_threadsafe(self._fail, error)
+
+        return ContainerDecoder(options.audio_format, deliver, fail)
+
+    def feed(self, audio: bytes) -> None:
+        """Take the next bytes of audio."""
+        self._decoder.push(audio)
+
+    async def finish(self) -> None:
+        """The client half-closed: decode the rest; the events end after the last final."""
+        await asyncio.to_thread(self._decoder.close)
+        self._incoming.put_nowait(None)
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        """Results and voice events as they come; raises the session's error, if any."""
+        while (event := await self._events.get()) is not None:
+            if isinstance(event, TranscribeError):
+                raise event
+            yield event
+
+    async def aclose(self) -> None:
+        """Stop every task of the session."""
+        if isinstance(self._decoder, ContainerDecoder):
+            self._decoder.abort()
+        for task in [*self._tasks, *([self._interim] if self._interim else [])]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def model(self) -> str:
+        """The model that recognizes this stream."""
+        return self.options.transcription.model or self.backend.default_model
+
+    def fail(self, error: Exception) -> None:
+        """End the session with an error (its events raise it)."""
+        self._fail(error)
+
+    def _fail(self, error: Exception) -> None:
+        failure = error if isinstance(error, TranscribeError) else TranscribeError("the live stream failed")
+        self._events.put_nowait(failure)
+
+    async def _process(self) -> None:
+        try:
+            while (samples := await self._incoming.get()) is not None:
+                if len(samples) == 0:
+                    continue
+                happened = await asyncio.to_thread(self._endpointer.feed, samples)
+                self._check_limits()
+                self._dispatch(happened)
+                self._maybe_interim()
+            self._dispatch(self._endpointer.flush())
+            self._finals.put_nowait(None)
+        except TranscribeError as error:
+            self._fail(error)
+
+    def _check_limits(self) -> None:
+        seconds = self._endpointer.seconds
+        if seconds > self._limits.max_session_seconds:
+            raise LiveSessionTooLong(
+                f"a live session may last at most {self._limits.max_session_seconds:g} seconds of audio",
+                metadata={"limit_seconds": f"{self._limits.max_session_seconds:g}"},
+            )
+        timeout = self.options.speech_start_timeout
+        if timeout and not self._endpointer.heard_speech and seconds > timeout:
+            raise SpeechStartTimeout(
+                f"no speech in the first {timeout:g} seconds of the stream",
+                metadata={"speech_start_timeout_seconds": f"{timeout:g}"},
+            )
+
+    def _dispatch(self, happened: list[VoiceEvent | _Utterance]) -> None:
+        for event in happened:
+            if isinstance(event, VoiceEvent):
+                if event.kind is VoiceActivity.SPEECH_BEGIN:
+                    self._interim_at = event.offset
+                if self.options.voice_activity_events:
+                    self._events.put_nowait(event)
+            else:
+                if self._interim is not None:
+                    self._interim.cancel()
+                    self._interim = None
+                self._last_interim = []
+                self._interim_at = event.end
+                self._finals.put_nowait(event)
+
+    def _maybe_interim(self) -> None:
+        if not self.options.interim_results or (self._interim is not None and not self._interim.done()):
+            return
+        current = self._endpointer.current()
+        if current is None:
+            return
+        start, samples = current
+        heard_until = start + len(samples) / WHISPER_SAMPLE_RATE
+        if heard_until - self._interim_at < self._limits.interim_interval_seconds or not self._finals.empty():
+            return
+        self._interim_at = heard_until
+        self._interim = asyncio.get_running_loop().create_task(self._recognize_interim(start, samples))
+
+    async def _recognize_interim(self, start: float, samples: Samples) -> None:
+        try:
+            segments = await self._recognize(samples, interim=True)
+        except TranscribeError as error:
+            self._fail(error)
+            return
+        text = _text(segments)
+        if not text or not self._finals.empty():
+            return
+        words = text.split()
+        stable = 0
+        for before, now in zip(self._last_interim, words, strict=False):
+            if before != now:
+                break
+            stable += 1
+        self._last_interim = words
+        end = start + len(samples) / WHISPER_SAMPLE_RATE
+        stability = round(min(0.9, stable / len(words)), 2) if words else 0.0
+        self._events.put_nowait(LiveResult(text=text, is_final=False, start=start, end=end, stability=stability))
+
+    async def _finalize(self) -> None:
+        try:
+            while (utterance := await self._finals.get()) is not None:
+                segments = await self._recognize(utterance.samples, interim=False)
+                text = _text(segments)
+                if not text:
+                    continue
+                self._prompt = (self.options.transcription.prompt + " " + text).strip()[-_PROMPT_CHARS:]
+                words = tuple(word for segment in segments for word in segment.shifted(utterance.start).words)
+                self._events.put_nowait(
+                    LiveResult(text=text, is_final=True, start=utterance.start, end=utterance.end, words=words)
+                )
+            self._events.put_nowait(None)
+        except TranscribeError as error:
+            self._fail(error)
+
+    async def _recognize(self, samples: Samples, *, interim: bool) -> tuple[Segment, ...]:
+        options = replace(self.options.transcription, prompt=self._prompt)
+        return await self.backend.recognize(
+            samples, options, interim=interim, prompt=self._prompt, scratch=self._scratch()
+        )
+
+
+class ScratchPaths(Protocol):
+    """Gives a new, unused file path in the upload folder."""
+
+    def __call__(self) -> Path: ...
+
+
+def _text(segments: tuple[Segment, ...]) -> str:
+    return " ".join(s.text.strip() for s in segments if s.text.strip() and s.no_speech_prob < 0.9)
