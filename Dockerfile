@@ -2,7 +2,7 @@
 # transcribe: the gRPC speech-to-text server, with the bundled Whisper models (tiny.en, base) baked in.
 #
 #   docker build -t transcribe:dev .
-#   docker run --rm -p 50051:50051 -p 9090:9090 transcribe:dev
+#   docker run --rm -p 50051:50051 -p 8000:8000 -p 9090:9090 transcribe:dev
 #
 # Build arguments:
 #   TORCH_INDEX_URL       the package index pip takes torch==2.13.0+cpu from (the CPU-only build is not on
@@ -98,8 +98,9 @@ WORKDIR /home/transcribe
 ARG BAKE_OPENAI_WHISPER
 RUN python /opt/transcribe/bake_models.py "${TRANSCRIBE_MODEL_CACHE_DIR}" --openai-whisper "${BAKE_OPENAI_WHISPER}"
 
-# gRPC (TranscribeService, grpc.health.v1, reflection) and Prometheus metrics (/metrics).
-EXPOSE 50051 9090
+# gRPC (TranscribeService, grpc.health.v1, reflection), the HTTP face (OpenAI-compatible API, the page, /readyz;
+# TRANSCRIBE_HTTP_PORT, default 8000) and Prometheus metrics (/metrics).
+EXPOSE 50051 8000 9090
 
 # SIGTERM: health turns NOT_SERVING, in-flight calls drain for TRANSCRIBE_GRACE_PERIOD_SECONDS (default 30),
 # then the server exits 0. Give `docker stop` more than that: docker stop --time 45.

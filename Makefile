@@ -10,7 +10,7 @@ BUF_VERSION := 1.59.0
 PROTO_SRC := $(shell find protos -name '*.proto')
 GEN := gen/python
 
-.PHONY: install run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench bench-audio load ci clean lock
+.PHONY: install browser run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench bench-audio load ci clean lock
 
 install: $(STAMP)
 
@@ -27,8 +27,15 @@ $(BUF):
 run: install
 	$(PY) -m service
 
+## Debian's chromium and chromium-driver for the page's browser test, installed when absent (CI runs as root).
+browser:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
+	fi
+
 ## The full test suite.
-test: install $(BUF)
+test: install $(BUF) browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Regenerate the Python code from the proto (messages, gRPC stubs, typed stubs).

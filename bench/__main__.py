@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, engines, lone, long_recording, overhead, upload
+from bench import concurrency, engines, live, lone, long_recording, overhead, upload
 from bench.common import GIB, MIB, RESULTS, load_clips, say, write_json
 from bench.machine import describe, load_average
 from bench.report import SECTIONS, render
@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="60 s clip, 10-minute long recording, fewer repetitions: a smoke run",
+        help="60 s clip, 10-minute long recording, 5-minute live stream, fewer repetitions: a smoke run",
     )
     parser.add_argument(
         "--only", default=",".join(SECTIONS), help=f"comma-separated sections (default: {','.join(SECTIONS)})"
@@ -36,6 +36,12 @@ def main(argv: list[str] | None = None) -> None:
         type=float,
         default=None,
         help="length of the long section's recording in minutes (default 180, or 10 with --quick)",
+    )
+    parser.add_argument(
+        "--live-minutes",
+        type=float,
+        default=None,
+        help="length of the live section's memory stream in minutes (default 60, or 5 with --quick)",
     )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -61,6 +67,10 @@ def main(argv: list[str] | None = None) -> None:
             requests={1: 2, 4: 4} if args.quick else {1: 4, 4: 8},
         ),
         "long": lambda: long_recording.run(args.long_minutes or (10.0 if args.quick else 180.0)),
+        "live": lambda: live.run(
+            minutes=args.live_minutes or (5.0 if args.quick else 60.0),
+            rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+        ),
     }
     say(f"running {', '.join(name for name in SECTIONS if name in chosen)}; results in {output}")
     for name in SECTIONS:

@@ -177,6 +177,8 @@ def start_server(fake: FakeOpenAIServer, work: Path) -> ServerProcess:
     env.update(
         TRANSCRIBE_HOST="127.0.0.1",
         TRANSCRIBE_PORT="0",
+        TRANSCRIBE_HTTP_HOST="127.0.0.1",
+        TRANSCRIBE_HTTP_PORT="0",
         TRANSCRIBE_TEMP_DIR=str(temp_dir),
         TRANSCRIBE_MODEL_CACHE_DIR=str(MODEL_CACHE),
         TRANSCRIBE_GRACE_PERIOD_SECONDS="20",

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from bench.common import MIB
 
-SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long")
+SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long", "live")
 TITLES = {
     "engines": "1. Engines on the same clips",
     "overhead": "2. Service overhead",
@@ -16,6 +17,7 @@ TITLES = {
     "upload": "4. Upload memory",
     "lone": "5. Lone calls",
     "long": "6. Long recordings",
+    "live": "7. Live transcription",
 }
 SPEEDUP_TARGET = 5.0
 WER_MARGIN = 0.01
@@ -25,6 +27,13 @@ LONE_SPEEDUP_TARGET = 8.0
 CONCURRENCY_GAIN_TARGET = 1.8
 LONG_MEMORY_RATIO_TARGET = 1.5
 LONG_THROUGHPUT_RATIO_TARGET = 0.9
+LIVE_FINAL_TARGET = 1.0
+LIVE_LAST_FINAL_TARGET = 1.5
+LIVE_INTERIM_TARGET = 2.0
+LIVE_CPU_TARGET = 0.4
+LIVE_MEMORY_GROWTH_TARGET = 0.10
+LIVE_REFUSAL_TARGET = 0.5
+LIVE_CAPACITY_TARGET = 4
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
@@ -248,6 +257,206 @@ def _long(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _s(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value:.2f} s"
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**missed**"
+
+
+def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
+    """The issue's live goals: (goal, measured, the WhisperLive anchor, met)."""
+    levels = {row["level"]: row for row in data["levels"]}
+    one, long, quiet = levels.get(1), data["long"], data["no_speech"]
+    goals: list[tuple[str, str, str, bool]] = []
+    if one is not None:
+        cpu = one["cpu_per_audio_second"]
+        mean_cpu = sum(cpu) / len(cpu)
+        goals += [
+            (
+                f"a final arrives <= {LIVE_FINAL_TARGET:g} s (p50) after its speech ends, 1 stream",
+                f"p50 {_s(one['final_p50'])}, p95 {_s(one['final_p95'])} ({one['finals']} finals)",
+                "3.8-5.7 s (p50)",
+                one["final_p50"] <= LIVE_FINAL_TARGET,
+            ),
+            (
+                f"the last final <= {LIVE_LAST_FINAL_TARGET:g} s (p95) after the client half-closes, 1 stream",
+                f"p95 {_s(one['last_final_p95'])}, max {_s(one['last_final_max'])} ({one['streams']} streams)",
+                "4.7-5.4 s; 2 of 7 runs never sent the last 8 s",
+                one["last_final_p95"] <= LIVE_LAST_FINAL_TARGET,
+            ),
+            (
+                f"a word first shows in a result <= {LIVE_INTERIM_TARGET:g} s (p50) after it was spoken, 1 stream",
+                f"p50 {_s(one['interim_p50'])}, p95 {_s(one['interim_p95'])}",
+                "about 0.4 s (as a partial)",
+                one["interim_p50"] <= LIVE_INTERIM_TARGET,
+            ),
+            (
+                f"WER of the finals within one point of offline, the {data['clip']['audio_seconds']:.0f} s clip",
+                f"{_pct(one['wer'])} vs {_pct(one['offline_wer'])} ({one['wer_delta'] * 100:+.1f} points)",
+                "1.9% vs 0.6%; 7.8% vs 1.4%",
+                one["wer_delta"] <= WER_MARGIN,
+            ),
+            (
+                f"<= {LIVE_CPU_TARGET:g} CPU-seconds per audio second, one stream of speech",
+                f"{mean_cpu:.2f} (max of {len(cpu)} runs {max(cpu):.2f}); the long stream "
+                f"{long['cpu_per_audio_second']:.2f}",
+                "0.93",
+                mean_cpu <= LIVE_CPU_TARGET,
+            ),
+        ]
+    minutes = f"{long['recording']['audio_seconds'] / 60:.0f}-minute stream"
+    goals.append(
+        (
+            f"WER of the finals within one point of offline, one {minutes}",
+            f"{_pct(long['wer'])} vs {_pct(long['offline_wer'])} ({long['wer_delta'] * 100:+.1f} points)",
+            "1.9% vs 0.6%; 7.8% vs 1.4%",
+            long["wer_delta"] <= WER_MARGIN,
+        )
+    )
+    for name in ("silence", "noise"):
+        what = "a minute of silence" if name == "silence" else "a minute of steady noise"
+        if quiet["seconds"] != 60:
+            what = f"{quiet['seconds']:g} s of {name}"
+        goals.append((f"{what} yields no text", f"{quiet[name]['words']} words", "-", quiet[name]["words"] == 0))
+    most = max(levels)
+    if most >= LIVE_CAPACITY_TARGET:
+        row = levels[most]
+        goals.append(
+            (
+                f"{most} concurrent streams hold those latencies (final p50, last final p95, interim p50)",
+                f"{_s(row['final_p50'])}, {_s(row['last_final_p95'])}, {_s(row['interim_p50'])}",
+                "last final 8-13 s with a second client (once 18 s)",
+                row["final_p50"] <= LIVE_FINAL_TARGET
+                and row["last_final_p95"] <= LIVE_LAST_FINAL_TARGET
+                and row["interim_p50"] <= LIVE_INTERIM_TARGET,
+            )
+        )
+    refusal = next((row["refusal"] for row in data["levels"] if row["refusal"] is not None), None)
+    if refusal is not None:
+        goals.append(
+            (
+                "the stream beyond capacity is refused at once (RESOURCE_EXHAUSTED with RetryInfo)",
+                f"{refusal['code']} after {refusal['seconds'] * 1000:.0f} ms, "
+                f"{'with' if refusal['retry_info'] else 'without'} RetryInfo",
+                "no limit: every client slows down",
+                refusal["code"] == "RESOURCE_EXHAUSTED"
+                and refusal["retry_info"]
+                and refusal["seconds"] <= LIVE_REFUSAL_TARGET,
+            )
+        )
+    goals.append(
+        (
+            f"RSS at the end of one {minutes} within {LIVE_MEMORY_GROWTH_TARGET:.0%} of after its first minute",
+            f"{_mib(long['rss_first_minute_bytes'])} then {_mib(long['rss_end_bytes'])} "
+            f"({long['rss_growth'] * 100:+.1f}%)",
+            "-",
+            long["rss_growth"] <= LIVE_MEMORY_GROWTH_TARGET,
+        )
+    )
+    return goals
+
+
+def _live(data: dict[str, Any]) -> list[str]:
+    clip, long, quiet = data["clip"], data["long"], data["no_speech"]
+    settings = ", ".join(f"{k}={v}" for k, v in data["settings"].items())
+    lines = [
+        f"## {TITLES['live']}",
+        "",
+        "TranscribeLive against the real server (a subprocess with default settings: "
+        f"{settings}), fed 16 kHz mono LINEAR16 at real-time pace in {data['chunk_seconds'] * 1000:.0f} ms "
+        "chunks: chunk i is sent when its last sample has been spoken, at t0 + (i + 1) x 0.1 s on the monotonic "
+        "clock (no drift), and the client half-closes right after the last one; interim results and voice "
+        f"activity events on. The clip is `{clip['file']}` ({clip['audio_seconds']:.1f} s, {clip['words']} words, "
+        f"{clip['sentences']} sentences): espeak-ng turns of 1-3 sentences, each turn in its own voice, rate "
+        "and pitch, 0.3-0.9 s between sentences and 0.8-1.5 s between turns, made by "
+        "`bench/data/make_live_audio.py`. When a word was spoken is its end time in an offline transcription of "
+        "the same audio with word timings (faster-whisper through TranscribeStream with enable_word_time_offsets); "
+        "a result contains the reference words its text matches (difflib) among those within its start and end "
+        "offsets (0.5 s before, 0.25 s after). Final latency: receive time of a final minus the end of the last "
+        "word it contains. Last final: receive time of the stream's last final minus the half-close. Interim "
+        "latency: the first receive time of any result (interim or final) containing a word, minus the word's "
+        "end. WER: the concatenated finals against the exact text, next to an offline transcription of the same "
+        "audio (no word timings). At each level every stream sends the same clip, all starting together: the "
+        "worst case, every utterance ends at the same moment in every stream. CPU: the server's utime + stime "
+        "over a round divided by the audio seconds streamed in it. The anchor is WhisperLive 0.10.0 "
+        "(faster-whisper, tiny.en int8, its defaults) as measured on this machine for the issue.",
+        "",
+        "| goal | measured | WhisperLive 0.10.0 | result |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [f"| {goal} | {measured} | {anchor} | {_met(ok)} |" for goal, measured, anchor, ok in _live_goals(data)]
+    lines += [
+        "",
+        "| streams | streams measured | finals | final p50 / p95 | last final after half-close p50 / p95 "
+        "| interim p50 / p95 | WER (offline) | CPU-s per audio s | worst send lateness |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in data["levels"]:
+        cpu = row["cpu_per_audio_second"]
+        failed = row["streams"] - row["ok"]
+        lines.append(
+            f"| {row['level']} | {row['streams']}"
+            + (f" ({failed} failed)" if failed else "")
+            + f" | {row['finals']} | "
+            f"{_s(row['final_p50'])} / {_s(row['final_p95'])} | "
+            f"{_s(row['last_final_p50'])} / {_s(row['last_final_p95'])} | "
+            f"{_s(row['interim_p50'])} / {_s(row['interim_p95'])} | {_pct(row['wer'])} ({_pct(row['offline_wer'])}) | "
+            f"{sum(cpu) / len(cpu):.2f} | {row['send_late_max_seconds'] * 1000:.0f} ms |"
+        )
+    for row in data["levels"]:
+        refusal = row["refusal"]
+        if refusal is not None:
+            lines.append(
+                f"| {row['level'] + 1} | 1, opened {refusal['opened_after_seconds']:g} s into a round of "
+                f"{row['level']} | "
+                f"refused: {refusal['code']} after {refusal['seconds'] * 1000:.0f} ms, "
+                f"{'with' if refusal['retry_info'] else 'without'} RetryInfo | - | - | - | - | - | - |"
+            )
+    recording = long["recording"]
+    shown = long["rss_by_minute_bytes"]
+    step = max(1, len(shown) // 12)
+    series = ", ".join(
+        f"{minute + 1} min: {'-' if value is None else f'{value / MIB:.0f}'}"
+        for minute, value in list(enumerate(shown))[::step]
+    )
+    edges = sum(row["boundary_lost_words"] for row in data["levels"])
+    twice = sum(row["boundary_repeated_words"] for row in data["levels"])
+    never = sum(row["words_never_shown"] for row in data["levels"])
+    total = sum(row["reference_words"] for row in data["levels"])
+    lines += [
+        "",
+        f"**The long stream.** One {recording['audio_seconds'] / 60:.1f}-minute stream (`{recording['file']}`, "
+        f"{recording['words']:,} words, made the same way) in a fresh server after a warm-up: RSS "
+        f"{_mib(long['rss_idle_bytes'])} before it, {_mib(long['rss_first_minute_bytes'])} after its first minute, "
+        f"{_mib(long['rss_end_bytes'])} at the end ({long['rss_growth'] * 100:+.1f}%); by minute (MiB): {series}. "
+        f"{long['cpu_per_audio_second']:.2f} CPU-seconds per audio second; {long['finals']} finals, final p50 "
+        f"{_s(long['final_p50'])} (p95 {_s(long['final_p95'])}), last final {_s(long['last_final_p50'])} after the "
+        f"half-close, interim p50 {_s(long['interim_p50'])}; WER {_pct(long['wer'])} against "
+        f"{_pct(long['offline_wer'])} offline.",
+        "",
+        f"**Silence and noise.** {quiet['seconds']:g} s of near silence (white noise of 2 LSB) and "
+        f"{quiet['seconds']:g} s of steady pink noise at {quiet['noise_dbfs']:g} dBFS, streamed at once: "
+        f"{quiet['silence']['words']} and {quiet['noise']['words']} words "
+        f"({quiet['silence']['interims'] + quiet['noise']['interims']} interims, "
+        f"{quiet['silence']['finals'] + quiet['noise']['finals']} finals); the server spent "
+        f"{quiet['cpu_per_audio_second']:.3f} CPU-seconds per audio second on them."
+        + (
+            " Text: " + "; ".join(f"`{t}`" for t in quiet["silence"]["texts"] + quiet["noise"]["texts"])[:500]
+            if quiet["silence"]["texts"] or quiet["noise"]["texts"]
+            else ""
+        ),
+        "",
+        f"**Utterance edges** (against the offline transcript, over every clip stream): {edges} reference words "
+        f"between two consecutive finals were in neither, {twice} were in both; {never} of {total} reference "
+        "words never showed in any result. These count recognition differences at the edges too, not only "
+        "words dropped or repeated where audio was cut; the JSON lists examples.",
+        "",
+    ]
+    return lines
+
+
 def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Targets", "", "| target | measured | result |", "| --- | --- | --- |"]
     engines, overhead = sections.get("engines"), sections.get("overhead")
@@ -328,6 +537,14 @@ def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
             f"{_pct(data['long_wer'])} vs {_pct(data['cuts_wer'])} ({data['wer_delta'] * 100:+.1f} points) | "
             f"{_verdict(data['wer_delta'] <= WER_MARGIN)} |",
         ]
+    live = sections.get("live")
+    if live:
+        goals = _live_goals(live["result"])
+        met = sum(ok for *_, ok in goals)
+        lines.append(
+            f"| live transcription: every goal of section 7 | {met} of {len(goals)} met | "
+            f"{_verdict(met == len(goals))} |"
+        )
     if len(lines) == 4:
         lines.append("| (no section needed by a target was run) | - | - |")
     lines += [
@@ -362,6 +579,7 @@ def render(folder: Path) -> str:
         "upload": _upload,
         "lone": _lone,
         "long": _long,
+        "live": _live,
     }
     for name in SECTIONS:
         if name in sections:

@@ -33,6 +33,8 @@ def server_env(**settings: str) -> dict[str, str]:
         {
             "TRANSCRIBE_HOST": "127.0.0.1",
             "TRANSCRIBE_PORT": "0",
+            "TRANSCRIBE_HTTP_HOST": "127.0.0.1",
+            "TRANSCRIBE_HTTP_PORT": "0",
             "TRANSCRIBE_MODEL_CACHE_DIR": str(MODEL_CACHE),
             "TRANSCRIBE_GRACE_PERIOD_SECONDS": "2",
             "TRANSCRIBE_LOG_LEVEL": "INFO",

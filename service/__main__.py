@@ -1,4 +1,5 @@
-"""Hosts the gRPC face: `python -m service` reads the settings once, wires the app and serves until a signal."""
+"""Hosts the faces (gRPC; HTTP unless turned off): `python -m service` reads the settings once, wires the app and
+serves until a signal."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from prometheus_client import start_http_server
 from pydantic import ValidationError
 
 from service.faces.grpc.app import create_server, set_serving
+from service.faces.http import Readiness, create_app, create_server_for
 from service.logs import configure_logging
 from service.settings import Settings, describe_invalid
 from service.wiring import App, build_app
@@ -21,10 +23,11 @@ from service.wiring import App, build_app
 log = logging.getLogger("service")
 
 
-async def start_backends(app: App, health_servicer: health.aio.HealthServicer) -> None:
-    """Load models, then report SERVING."""
+async def start_backends(app: App, health_servicer: health.aio.HealthServicer, readiness: Readiness) -> None:
+    """Load models, then report SERVING (and ready over HTTP)."""
     await app.transcriber.start()
     await set_serving(health_servicer, serving=True)
+    readiness.ready = True
     log.info("backends ready; serving")
 
 
@@ -33,6 +36,11 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
     settings = app.settings
     app.store.open()
     server, port, health_servicer = create_server(settings, app.transcriber, app.live, app.recorder)
+    readiness = Readiness()
+    http_server = None
+    if settings.http_port >= 0:
+        face = create_app(settings, app.transcriber, app.live, app.recorder, readiness)
+        http_server = create_server_for(face, settings)
     metrics_server = None
     if app.metrics is not None and settings.metrics_port is not None:
         metrics_server, _ = start_http_server(
@@ -40,6 +48,17 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         )
         log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_server.server_port)
     await set_serving(health_servicer, serving=False)
+    try:
+        http_port = await http_server.start() if http_server is not None else None
+    except OSError as error:
+        log.error(
+            "cannot serve HTTP on %s:%d (%s); set TRANSCRIBE_HTTP_PORT, or -1 to turn the HTTP face off",
+            settings.http_host,
+            settings.http_port,
+            error.strerror,
+        )
+        app.store.close()
+        raise SystemExit(1) from None
     await server.start()
     log.info(
         "listening on %s:%d with %s%s (NOT_SERVING until the backends are ready)",
@@ -48,9 +67,16 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         "mutual TLS" if settings.tls_client_ca_file else "TLS" if settings.tls_cert_file else "plaintext",
         ", bearer tokens required" if settings.bearer_tokens() else "",
     )
+    if http_server is not None and http_port is not None:
+        log.info(
+            "HTTP face (OpenAI-compatible API, the page at /) on %s://%s:%d",
+            http_server.scheme,
+            settings.http_host,
+            http_port,
+        )
     if listening is not None:
         listening.set_result(port)
-    loading = asyncio.create_task(start_backends(app, health_servicer))
+    loading = asyncio.create_task(start_backends(app, health_servicer, readiness))
     stopping = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({loading, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -63,8 +89,11 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         log.info("shutting down: NOT_SERVING, draining for up to %gs", settings.grace_period_seconds)
         loading.cancel()
         stopping.cancel()
+        readiness.ready = False
         await health_servicer.enter_graceful_shutdown()
-        await server.stop(settings.grace_period_seconds)
+        await asyncio.gather(
+            server.stop(settings.grace_period_seconds), *([http_server.stop()] if http_server is not None else [])
+        )
         await app.transcriber.aclose()
         app.store.close()
         if metrics_server is not None:

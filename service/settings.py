@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     """Address to listen on; "[::]" listens on every interface (IPv4 and IPv6)."""
     port: int = Field(default=50051, ge=0, le=65535)
     """TCP port; 0 picks a free port (tests)."""
+    http_host: str = "0.0.0.0"  # noqa: S104 (the HTTP face and its page are reached from outside the pod)
+    """Address of the OpenAI-compatible HTTP face and the page; "::" listens on IPv6 (and IPv4 where dual-stack)."""
+    http_port: int = Field(default=8000, ge=-1, le=65535)
+    """TCP port of the OpenAI-compatible HTTP face and the page; 0 picks a free port; -1 turns the HTTP face off."""
     default_backend: BackendName = "local"
     """Backend used when a request says BACKEND_UNSPECIFIED."""
 

@@ -26,6 +26,7 @@ from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.faces.grpc.app import create_server, set_serving
+from service.faces.http import HttpServer, Readiness, create_app, create_server_for
 from service.settings import Settings
 from service.wiring import build_app
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -116,6 +117,9 @@ class RunningServer:
     settings: Settings
     metrics: CallMetrics
     owned: list[TranscriptionBackend] = field(default_factory=list)
+    http: HttpServer | None = None
+    http_url: str = ""
+    """The HTTP face's base URL (http://127.0.0.1:port) when it was asked for with http_port=0."""
 
 
 StartServer = Callable[..., Awaitable[RunningServer]]
@@ -137,19 +141,28 @@ def openai_backend_for(fake: FakeOpenAIServer, **overrides: Any) -> OpenAIBacken
 
 @pytest.fixture
 async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> AsyncIterator[StartServer]:
-    """Starts real servers on 127.0.0.1:0; at teardown each must have left no upload file behind."""
+    """Starts real servers on 127.0.0.1:0 (the HTTP face too with http_port=0); at teardown each must have left no
+    upload file behind."""
     running: list[RunningServer] = []
     uploads = tmp_path / "uploads"
 
     async def start(backends: dict[BackendKind, TranscriptionBackend] | None = None, **overrides: Any) -> RunningServer:
-        settings = Settings(host="127.0.0.1", port=0, temp_dir=uploads, **overrides)
+        defaults: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "http_host": "127.0.0.1", "http_port": -1}
+        settings = Settings(**defaults | {"temp_dir": uploads} | overrides)
         chosen = backends if backends is not None else {BackendKind.LOCAL: local_backend}
         app = build_app(settings, chosen)
         store, transcriber = app.store, app.transcriber
         store.open()
         metrics = CallMetrics(transcriber)
-        server, port, health_servicer = create_server(settings, transcriber, app.live, CallRecorder(metrics))
+        recorder = CallRecorder(metrics)
+        server, port, health_servicer = create_server(settings, transcriber, app.live, recorder)
         await server.start()
+        http, http_url = None, ""
+        if settings.http_port >= 0:
+            readiness = Readiness()
+            readiness.ready = True
+            http = create_server_for(create_app(settings, transcriber, app.live, recorder, readiness), settings)
+            http_url = f"{http.scheme}://127.0.0.1:{await http.start()}"
         await transcriber.start()
         await set_serving(health_servicer, serving=True)
         target = f"127.0.0.1:{port}"
@@ -166,6 +179,8 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
             settings=settings,
             metrics=metrics,
             owned=[b for b in chosen.values() if not isinstance(b, LocalBackend)],
+            http=http,
+            http_url=http_url,
         )
         running.append(handle)
         return handle
@@ -174,6 +189,8 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
     for handle in running:
         await handle.channel.close()
         await handle.server.stop(None)
+        if handle.http is not None:
+            await handle.http.stop()
         leftovers = handle.store.files()
         handle.store.close()
         for backend in handle.owned:

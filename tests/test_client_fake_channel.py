@@ -54,6 +54,9 @@ class RecordingChannel:
     def stream_unary(self, method: str, **_: Any) -> RecordingCallable:
         return RecordingCallable(self, method, self.channel.stream_unary(method))
 
+    def stream_stream(self, method: str, **_: Any) -> RecordingCallable:
+        return RecordingCallable(self, method, self.channel.stream_stream(method))
+
     def close(self) -> None:
         self.closed = True
 

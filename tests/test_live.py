@@ -80,7 +80,11 @@ async def test_finals_cover_the_whole_text_once_in_order(start_server: StartServ
     got, expected = words(" ".join(r.text for r in results)), words(fixture.text)
     matcher = difflib.SequenceMatcher(a=expected, b=got, autojunk=False)
     changes = [(tag, expected[i1:i2], got[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
-    assert [c for c in changes if len(c[1]) != len(c[2])] == [], changes
+    # Misheard words are substitutions; the model may drop or add a single word now and then, but a seam between
+    # utterances that lost or repeated audio would show as a run of words.
+    lost_or_added = [(a, b) for _, a, b in changes if len(a) != len(b)]
+    assert sum(abs(len(a) - len(b)) for a, b in lost_or_added) <= 2, changes
+    assert all(abs(len(a) - len(b)) == 1 for a, b in lost_or_added), changes
     assert matcher.ratio() > 0.9
     starts = [seconds(r.start_offset) for r in results]
     ends = [seconds(r.end_offset) for r in results]

@@ -104,10 +104,7 @@ class Upload:
     async def write(self, chunk: bytes) -> None:
         """Append a chunk; raises AudioTooLarge, without writing, when the limit would be passed."""
         if self.size + len(chunk) > self.max_bytes:
-            raise AudioTooLarge(
-                f"audio is larger than the limit of {self.max_bytes} bytes",
-                metadata={"limit_bytes": str(self.max_bytes)},
-            )
+            raise _too_large(self.max_bytes)
         self.size += len(chunk)
         if len(chunk) >= _FLUSH_BYTES:
             await self._flush()
@@ -116,6 +113,11 @@ class Upload:
         self._buffer += chunk
         if len(self._buffer) >= _FLUSH_BYTES:
             await self._flush()
+
+    def check_size(self, max_bytes: int) -> None:
+        """Raise AudioTooLarge when the upload holds more than `max_bytes`, a limit learnt only after it arrived."""
+        if self.size > max_bytes:
+            raise _too_large(max_bytes)
 
     def _require_fd(self) -> int:
         if self._fd is None:
@@ -158,6 +160,12 @@ class Upload:
         for path in (self.path, *self._extra):
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def _too_large(max_bytes: int) -> AudioTooLarge:
+    return AudioTooLarge(
+        f"audio is larger than the limit of {max_bytes} bytes", metadata={"limit_bytes": str(max_bytes)}
+    )
 
 
 def _write_all(fd: int, data: bytes) -> None:

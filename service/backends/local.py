@@ -249,7 +249,7 @@ class LocalBackend(Generic[ModelT]):
             prompt=prompt,
             temperature=options.temperature,
             word_timestamps=options.word_timestamps and not interim,
-            beam_size=1 if interim else None,
+            quick=interim,
         )
         job = self._live_threads.job()
         try:

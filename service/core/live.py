@@ -48,7 +48,7 @@ Samples = npt.NDArray[np.float32]
 _THRESHOLD = 0.5
 _OFF_THRESHOLD = 0.35
 _PREROLL_SECONDS = 0.3
-_TAIL_SECONDS = 0.2
+_TAIL_SECONDS = 0.4
 _PROMPT_CHARS = 200
 # Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.
 _LONG_UTTERANCE_SECONDS = 8.0
@@ -162,7 +162,7 @@ class Endpointer:
             self._silent += 1
         needed = self._end_frames if frame - self._start < self._long_frames else self._short_end_frames
         if self._silent >= needed:
-            return self._close(frame - self._silent + 1 + min(self._tail, self._silent // 2), speech_ended=True)
+            return self._close(frame - self._silent + 1 + min(self._tail, self._silent), speech_ended=True)
         if frame - self._start >= self._max_frames:
             recent = self._probabilities[-(frame - self._start) // 3 :]
             cut = frame - len(recent) + int(np.argmin(recent)) + 1

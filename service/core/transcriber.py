@@ -85,7 +85,7 @@ class Transcriber:
 
     async def transcribe(
         self,
-        options: TranscriptionOptions,
+        options: TranscriptionOptions | Callable[[], TranscriptionOptions],
         audio: AsyncIterable[bytes],
         *,
         deadline: float | None = None,
@@ -97,16 +97,28 @@ class Transcriber:
         `deadline` is the caller's (time.monotonic() clock). A caller that dies mid-upload can look, for a moment,
         like one that finished, so `abandoned` is asked once the audio is probed: a cut-off recording is never
         handed to a backend as if it were complete. `progress` gets (seconds done, seconds in all).
+
+        `options` may be a function called once `audio` is exhausted, for a face whose request can carry its
+        options after the audio (a multipart form with the file first). The upload is then bounded by the largest
+        limit of any backend while it arrives, and options, the chosen backend's limit and its capacity are checked
+        when it ends, still before probing.
         """
-        kind, backend = self._backend_for(options)
-        self.gates[kind].check()  # refuse at once when ready work already fills the backend
+        if isinstance(options, TranscriptionOptions):
+            kind, backend = self._admissible(options)
+            limit = self._limits[kind]
+        else:
+            limit = max(self._limits[kind] for kind in self._backends)
         self._calls += 1
-        upload = self._store.new_upload(self._limits[kind])
+        upload = self._store.new_upload(limit)
         try:
             with self.upload_gate.admit():
                 async for chunk in audio:
                     await upload.write(chunk)
                 await upload.finish()
+                if not isinstance(options, TranscriptionOptions):
+                    options = options()
+                    kind, backend = self._admissible(options)
+                    upload.check_size(self._limits[kind])
                 if upload.size == 0:
                     raise EmptyAudio("the request carries no audio bytes")
                 file = await self._probe(upload, options)
@@ -121,6 +133,11 @@ class Transcriber:
             if self._calls == 0:
                 with contextlib.suppress(RuntimeError):  # the pool is already shut down
                     asyncio.get_running_loop().run_in_executor(self._probe_pool, release_free_memory)
+
+    def _admissible(self, options: TranscriptionOptions) -> tuple[BackendKind, TranscriptionBackend]:
+        kind, backend = self._backend_for(options)
+        self.gates[kind].check()  # refuse at once when ready work already fills the backend
+        return kind, backend
 
     def _backend_for(self, options: TranscriptionOptions) -> tuple[BackendKind, TranscriptionBackend]:
         validate_options(options)

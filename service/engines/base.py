@@ -42,8 +42,8 @@ class EngineRequest:
     word_timestamps: bool
     cancelled: threading.Event | None = None
     """Set when the caller has gone; engines that can stop between segments do."""
-    beam_size: int | None = None
-    """The beam width; None uses the engine's own setting (1 is greedy: fastest, for interim results)."""
+    quick: bool = False
+    """An interim result: greedy decoding and the least context, trading accuracy for speed."""
 
 
 @dataclass(frozen=True)

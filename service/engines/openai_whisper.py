@@ -122,8 +122,8 @@ class OpenAIWhisperEngine:
             initial_prompt=request.prompt or None,
             word_timestamps=request.word_timestamps,
             condition_on_previous_text=condition,
-            beam_size=request.beam_size or self._beam_size,
-            best_of=request.beam_size or self._beam_size,
+            beam_size=1 if request.quick else self._beam_size,
+            best_of=1 if request.quick else self._beam_size,
             fp16=False,
             verbose=None,
         )

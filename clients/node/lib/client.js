@@ -5,6 +5,7 @@
 // and failed calls reject with a TranscribeError that carries the gRPC code
 // and the google.rpc.ErrorInfo reason from the grpc-status-details-bin trailer.
 
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -293,6 +294,216 @@ export function transcribeStream(client, source, config = {}, { chunkSize = DEFA
     input.on('data', writeChunk);
     input.on('end', () => call.end());
   });
+}
+
+/** Audio framings of live_config.audioFormat, by short name. */
+export const LIVE_AUDIO_FORMATS = Object.freeze({
+  linear16: 'LIVE_AUDIO_FORMAT_LINEAR16',
+  'webm-opus': 'LIVE_AUDIO_FORMAT_WEBM_OPUS',
+  'ogg-opus': 'LIVE_AUDIO_FORMAT_OGG_OPUS',
+});
+/** How much audio a live caller should send per message (seconds). */
+export const LIVE_CHUNK_SECONDS = 0.1;
+
+function durationOf(seconds, name) {
+  if (!(Number.isFinite(seconds) && seconds >= 0)) throw new RangeError(`${name} must be zero or more seconds, got ${seconds}`);
+  const nanos = Math.round(seconds * 1e9);
+  return { seconds: String(Math.floor(nanos / 1e9)), nanos: nanos % 1e9 };
+}
+
+/**
+ * The LiveConfig message of a live call (see live()). The sample rate and
+ * channel count are sent only for LINEAR16; timeouts are in seconds.
+ */
+export function liveConfig({
+  config = {},
+  audioFormat = 'linear16',
+  sampleRateHertz = 16000,
+  audioChannelCount = 1,
+  interimResults = true,
+  voiceActivityEvents = false,
+  speechStartTimeoutSeconds,
+  speechEndTimeoutSeconds,
+} = {}) {
+  const format = LIVE_AUDIO_FORMATS[audioFormat] ?? (Object.values(LIVE_AUDIO_FORMATS).includes(audioFormat) ? audioFormat : null);
+  if (format === null) throw new RangeError(`unknown audioFormat ${JSON.stringify(audioFormat)}; expected one of ${Object.keys(LIVE_AUDIO_FORMATS).join(', ')}`);
+  const message = { config, interimResults, voiceActivityEvents, audioFormat: format };
+  if (format === LIVE_AUDIO_FORMATS.linear16) {
+    message.sampleRateHertz = sampleRateHertz;
+    message.audioChannelCount = audioChannelCount;
+  }
+  if (speechStartTimeoutSeconds !== undefined) message.speechStartTimeout = durationOf(speechStartTimeoutSeconds, 'speechStartTimeoutSeconds');
+  if (speechEndTimeoutSeconds !== undefined) message.speechEndTimeout = durationOf(speechEndTimeoutSeconds, 'speechEndTimeoutSeconds');
+  return message;
+}
+
+/**
+ * Live transcription (TranscribeLive): send audio while it is spoken and get
+ * results as they are recognized.
+ *
+ *   for await (const response of live(client, chunks, { config: { languageCode: 'en' } })) {
+ *     for (const result of response.results) console.log(result.isFinal, result.text);
+ *   }
+ *
+ * chunks is any async or sync iterable of Buffers (a Readable such as
+ * process.stdin works): LINEAR16 is 16-bit little-endian PCM at
+ * sampleRateHertz with audioChannelCount channels interleaved, about 100 ms
+ * per chunk. It is read as fast as it yields (the caller sets the pace) and
+ * paused while gRPC's send buffer is full; when it ends the stream is
+ * half-closed and the server sends the last final result.
+ *
+ * Returns an async generator of TranscribeLiveResponse objects; the call
+ * starts on the first next(). Leaving a for-await loop early (return()) or
+ * aborting options.signal cancels the call at once. A live call has no
+ * deadline unless deadlineSeconds is given: it lasts as long as its audio.
+ * A failed call throws a TranscribeError; a chunk source that throws cancels
+ * the call and its error is thrown as it is.
+ *
+ * @param {object} client from createClient().
+ * @param {AsyncIterable<Uint8Array>|Iterable<Uint8Array>} chunks the audio, in order.
+ * @param {object} [options] liveConfig() options (config, audioFormat, sampleRateHertz,
+ *   audioChannelCount, interimResults, voiceActivityEvents, speechStartTimeoutSeconds,
+ *   speechEndTimeoutSeconds) plus deadlineSeconds and signal (an AbortSignal).
+ */
+export async function* live(client, chunks, options = {}) {
+  const { deadlineSeconds, signal, ...configOptions } = options;
+  const request = { liveConfig: liveConfig(configOptions) };
+  const callOptions = deadlineSeconds === undefined ? {} : client.callOptions(deadlineSeconds);
+  signal?.throwIfAborted();
+  const call = client.service.TranscribeLive(client.metadata(), callOptions);
+  call.on('error', () => {}); // the status is read from the response iterator; never an unhandled 'error'
+  const stop = new AbortController(); // ends the writer once the call is over
+  let sourceError = null;
+  const cancel = () => call.cancel();
+  signal?.addEventListener('abort', cancel, { once: true });
+  const write = async (message) => {
+    if (!call.write(message)) await once(call, 'drain', { signal: stop.signal });
+  };
+  // Never awaited: the call's status, read below, decides how live() ends.
+  (async () => {
+    try {
+      await write(request);
+      for await (const chunk of chunks) {
+        if (stop.signal.aborted) return;
+        if (!(chunk instanceof Uint8Array)) throw new TypeError(`live audio chunks must be Buffers, got ${typeof chunk}`);
+        if (chunk.length > 0) await write({ audioContent: Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length) });
+      }
+      if (!stop.signal.aborted) call.end();
+    } catch (error) {
+      if (stop.signal.aborted) return; // the call ended first; its status is what counts
+      sourceError = error;
+      call.cancel();
+    }
+  })();
+  try {
+    for await (const response of call) yield response;
+  } catch (error) {
+    if (sourceError) throw sourceError;
+    throw toTranscribeError(error);
+  } finally {
+    stop.abort();
+    signal?.removeEventListener('abort', cancel);
+    call.cancel(); // a no-op once the call has ended; frees the session when the caller stops early
+  }
+  if (sourceError) throw sourceError;
+}
+
+/**
+ * Re-cut a stream of byte chunks (such as process.stdin, which hands over
+ * whatever the pipe holds) into chunks of exactly `size` bytes; the last one
+ * may be shorter.
+ */
+export async function* rechunk(source, size) {
+  if (!(Number.isInteger(size) && size > 0)) throw new RangeError(`size must be a positive integer, got ${size}`);
+  let pending = Buffer.alloc(0);
+  for await (const chunk of source) {
+    pending = pending.length ? Buffer.concat([pending, chunk]) : Buffer.from(chunk);
+    let offset = 0;
+    for (; pending.length - offset >= size; offset += size) yield pending.subarray(offset, offset + size);
+    pending = pending.subarray(offset);
+  }
+  if (pending.length) yield pending;
+}
+
+/**
+ * Hold each chunk back until the moment its audio would have been spoken at
+ * `speed` times real time (like a microphone, a chunk is released once its
+ * last sample is "recorded"); speed 0 releases them at once. Aborting
+ * `signal` ends the stream. `now` (milliseconds) and `sleep(ms, signal)` can
+ * be replaced, by tests for instance.
+ */
+export async function* paced(chunks, { speed, bytesPerSecond, signal, now = () => performance.now(), sleep = defaultSleep }) {
+  const start = now();
+  let sent = 0;
+  for await (const chunk of chunks) {
+    if (signal?.aborted) return;
+    sent += chunk.length;
+    if (speed > 0) {
+      const delay = start + (sent / bytesPerSecond / speed) * 1000 - now();
+      if (delay > 0) {
+        try {
+          await sleep(delay, signal);
+        } catch (error) {
+          if (signal?.aborted) return;
+          throw error;
+        }
+      }
+    }
+    yield chunk;
+  }
+}
+
+function defaultSleep(ms, signal) {
+  return new Promise((resolve, reject) => {
+    const aborted = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', aborted, { once: true });
+  });
+}
+
+/**
+ * A TranscribeLiveResponse as plain data, the same lines as the Python CLI's
+ * `live --format json`: results (text, is_final, stability, offsets in
+ * seconds, words), voice_activity (type 'speech_begin' or 'speech_end',
+ * offset in seconds), and backend and model in the first response.
+ */
+export function liveResponseToJson(response) {
+  const seconds = (duration) => Math.round(durationSeconds(duration) * 1000) / 1000;
+  const round = (value) => Math.round((value ?? 0) * 1000) / 1000;
+  const data = {};
+  if (response.results?.length) {
+    data.results = response.results.map((result) => {
+      const item = {
+        text: result.text,
+        is_final: result.isFinal,
+        stability: round(result.stability),
+        start_offset: seconds(result.startOffset),
+        end_offset: seconds(result.endOffset),
+      };
+      if (result.words?.length) {
+        item.words = result.words.map((word) => ({
+          word: word.word,
+          start_offset: seconds(word.startOffset),
+          end_offset: seconds(word.endOffset),
+          probability: round(word.probability),
+        }));
+      }
+      return item;
+    });
+  }
+  if (response.voiceActivity) {
+    const type = String(response.voiceActivity.type).replace('VOICE_ACTIVITY_EVENT_TYPE_', '').toLowerCase();
+    data.voice_activity = { type, offset: seconds(response.voiceActivity.offset) };
+  }
+  if (response.backend && response.backend !== 'BACKEND_UNSPECIFIED') data.backend = response.backend.replace('BACKEND_', '').toLowerCase();
+  if (response.model) data.model = response.model;
+  return data;
 }
 
 /** The models the server can serve (ListModels). */

@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 
 import grpc from '@grpc/grpc-js';
 
-import { TranscribeError, createClient, health, listModels, transcribeFile, transcribeStream } from '../lib/client.js';
+import { TranscribeError, createClient, health, listModels, live, transcribeFile, transcribeStream } from '../lib/client.js';
 
 const run = promisify(execFile);
 const NODE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -69,6 +69,8 @@ describe('transcribe client against the real server', { timeout: 120_000 }, () =
         ...Object.fromEntries(Object.entries(process.env).filter(([name]) => !/^(TRANSCRIBE|OPENAI)_/.test(name))),
         TRANSCRIBE_HOST: '127.0.0.1',
         TRANSCRIBE_PORT: '0',
+        TRANSCRIBE_HTTP_HOST: '127.0.0.1',
+        TRANSCRIBE_HTTP_PORT: '0',
         TRANSCRIBE_MODEL_CACHE_DIR: process.env.TRANSCRIBE_TEST_MODEL_CACHE || path.join(REPO, '.cache', 'models'),
         TRANSCRIBE_TEMP_DIR: uploadDir,
         TRANSCRIBE_GRACE_PERIOD_SECONDS: '5',
@@ -214,5 +216,64 @@ describe('transcribe client against the real server', { timeout: 120_000 }, () =
       assert.match(error.stderr, /INVALID_ARGUMENT: .+ \[AUDIO_UNDECODABLE\]/);
       return true;
     });
+  });
+
+  // Live: the PCM fixture fed faster than real time. These pin delivery (both utterances, in order), not accuracy.
+  const LIVE_WORDS = ['quick', 'fox', 'she', 'shore'];
+  const PCM = path.join(DATA, 'speech_en_s16le_16k_mono.pcm');
+
+  function assertWordsInOrder(text, what) {
+    const lower = text.toLowerCase();
+    const positions = LIVE_WORDS.map((word) => lower.indexOf(word));
+    assert.ok(positions.every((position) => position >= 0), `${what}: ${JSON.stringify(LIVE_WORDS)} not all in ${JSON.stringify(text)}`);
+    assert.deepEqual(positions, [...positions].sort((a, b) => a - b), `${what}: words out of order in ${JSON.stringify(text)}`);
+  }
+
+  function* pcmChunks() {
+    const audio = fs.readFileSync(PCM);
+    for (let offset = 0; offset < audio.length; offset += 3200) yield audio.subarray(offset, offset + 3200);
+  }
+
+  test('live() streams PCM and gets the backend first, then the whole text as ordered finals', async () => {
+    const responses = [];
+    for await (const response of live(client, pcmChunks(), { config: { languageCode: 'en' } })) responses.push(response);
+    assert.equal(responses[0].backend, 'BACKEND_LOCAL');
+    assert.equal(responses[0].model, 'tiny.en');
+    const finals = responses.flatMap((response) => response.results).filter((result) => result.isFinal);
+    assert.ok(finals.length > 0);
+    assertWordsInOrder(finals.map((result) => result.text).join(' '), 'live()');
+    let end = 0;
+    for (const result of finals) {
+      const start = Number(result.startOffset.seconds) + result.startOffset.nanos / 1e9;
+      assert.ok(start + 1e-3 >= end, `finals overlap: ${start} < ${end}`);
+      end = Number(result.endOffset.seconds) + result.endOffset.nanos / 1e9;
+    }
+  });
+
+  test('live() with an unknown model throws NOT_FOUND with reason MODEL_NOT_FOUND', async () => {
+    await assert.rejects(async () => {
+      for await (const _ of live(client, pcmChunks(), { config: { model: 'no-such-model' } }));
+    }, (error) => {
+      assert.ok(error instanceof TranscribeError, String(error));
+      assert.equal(error.code, grpc.status.NOT_FOUND);
+      assert.equal(error.reason, 'MODEL_NOT_FOUND');
+      return true;
+    });
+  });
+
+  test('the CLI --live prints the finals of a PCM file and of standard input', async () => {
+    const { stdout } = await run(process.execPath, [CLI, '--live', '--speed', '0', '--address', address, PCM]);
+    assertWordsInOrder(stdout, 'CLI --live FILE');
+    assert.ok(!stdout.includes('\r'), 'not a terminal: finals only');
+    const child = execFile(process.execPath, [CLI, '--live', '-', '--json', '--address', address]);
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (text) => { out += text; });
+    const done = new Promise((resolve, reject) => child.once('close', resolve).once('error', reject));
+    child.stdin.end(fs.readFileSync(PCM));
+    assert.equal(await done, 0);
+    const lines = out.trim().split('\n').map((line) => JSON.parse(line));
+    assert.equal(lines[0].backend, 'local');
+    const finals = lines.flatMap((line) => line.results ?? []).filter((result) => result.is_final);
+    assertWordsInOrder(finals.map((result) => result.text).join(' '), 'CLI --live - --json');
   });
 });

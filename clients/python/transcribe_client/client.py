@@ -8,12 +8,22 @@ import json
 import os
 import stat
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any, Literal, Self, TypeVar
 
 import grpc
+from google.protobuf import duration_pb2
 from grpc import aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -26,16 +36,20 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_TARGET",
     "DEFAULT_TIMEOUT",
+    "LIVE_CHUNK_SECONDS",
     "SERVICE_NAME",
     "STREAM_THRESHOLD",
     "AsyncTranscribeClient",
     "Audio",
     "BackendName",
+    "LiveAudioFormatName",
+    "Metadata",
     "PcmFormat",
     "ProgressCallback",
     "TaskName",
     "TranscribeClient",
     "channel_options",
+    "live_config",
     "resolve_target",
     "service_config",
     "transcription_config",
@@ -46,6 +60,8 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_CHUNK_SIZE = 256 * 1024
 DEFAULT_MAX_MESSAGE_BYTES = 32 * 1024 * 1024
 STREAM_THRESHOLD = 4 * 1024 * 1024
+LIVE_CHUNK_SECONDS = 0.1
+"""The audio a live caller should send per message: 100 ms keeps latency low without flooding the stream."""
 SERVICE_NAME: str = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 USER_AGENT = "transcribe-client-python/0.1"
 
@@ -55,6 +71,9 @@ KEEPALIVE_TIMEOUT_MS = 10_000
 
 BackendName = Literal["local", "openai"]
 TaskName = Literal["transcribe", "translate"]
+LiveAudioFormatName = Literal["linear16", "webm-opus", "ogg-opus"]
+Metadata = Sequence[tuple[str, str]]
+"""Extra request metadata: (key, value) pairs sent with one call, after the client's authorization."""
 Audio = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes sent so far, total bytes or None when the size is unknown)."""
@@ -63,6 +82,11 @@ _E = TypeVar("_E", bound=int)
 
 _BACKENDS: dict[str, pb.Backend.ValueType] = {"local": pb.BACKEND_LOCAL, "openai": pb.BACKEND_OPENAI}
 _TASKS: dict[str, pb.Task.ValueType] = {"transcribe": pb.TASK_TRANSCRIBE, "translate": pb.TASK_TRANSLATE}
+_LIVE_FORMATS: dict[str, pb.LiveAudioFormat.ValueType] = {
+    "linear16": pb.LIVE_AUDIO_FORMAT_LINEAR16,
+    "webm-opus": pb.LIVE_AUDIO_FORMAT_WEBM_OPUS,
+    "ogg-opus": pb.LIVE_AUDIO_FORMAT_OGG_OPUS,
+}
 
 
 @dataclass(frozen=True)
@@ -179,6 +203,73 @@ def transcription_config(
             )
         )
     return config
+
+
+def live_config(
+    *,
+    sample_rate: int = 16000,
+    channels: int = 1,
+    audio_format: LiveAudioFormatName | pb.LiveAudioFormat.ValueType = "linear16",
+    interim_results: bool = True,
+    voice_activity_events: bool = False,
+    speech_start_timeout: float | None = None,
+    speech_end_timeout: float | None = None,
+    backend: BackendName | pb.Backend.ValueType | None = None,
+    model: str = "",
+    language: str = "",
+    prompt: str = "",
+    temperature: float | None = None,
+    task: TaskName | pb.Task.ValueType = "transcribe",
+    word_timestamps: bool = False,
+) -> pb.LiveConfig:
+    """Build the LiveConfig message; the rate and channels are sent only for LINEAR16, timeouts are in seconds."""
+    config = pb.LiveConfig(
+        config=transcription_config(
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+        ),
+        interim_results=interim_results,
+        voice_activity_events=voice_activity_events,
+        audio_format=_enum(audio_format, _LIVE_FORMATS, "audio format"),
+    )
+    if config.audio_format == pb.LIVE_AUDIO_FORMAT_LINEAR16:
+        config.sample_rate_hertz = sample_rate
+        config.audio_channel_count = channels
+    if speech_start_timeout is not None:
+        config.speech_start_timeout.CopyFrom(_duration(speech_start_timeout, "speech_start_timeout"))
+    if speech_end_timeout is not None:
+        config.speech_end_timeout.CopyFrom(_duration(speech_end_timeout, "speech_end_timeout"))
+    return config
+
+
+def _duration(seconds: float, what: str) -> duration_pb2.Duration:
+    if not seconds >= 0:
+        raise ValueError(f"{what} must be zero or more seconds, got {seconds!r}")
+    duration = duration_pb2.Duration()
+    duration.FromNanoseconds(round(seconds * 1e9))
+    return duration
+
+
+def _live_deadline(timeout: float | None) -> float | None:
+    """A live call has no deadline unless one is given: a session lasts as long as its audio."""
+    if timeout is not None and not timeout > 0:
+        raise ValueError("timeout must be positive")
+    return None if timeout is None else float(timeout)
+
+
+def _call_metadata(settings: _Settings, extra: Metadata) -> tuple[tuple[str, str], ...]:
+    return (*settings.metadata, *((str(key), str(value)) for key, value in extra))
+
+
+def _chunk_bytes(chunk: object) -> bytes:
+    if not isinstance(chunk, bytes | bytearray | memoryview):
+        raise TypeError(f"live audio chunks must be bytes, got {type(chunk).__name__}")
+    return bytes(chunk)
 
 
 def _enum(value: str | _E, names: dict[str, _E], what: str) -> _E:
@@ -344,6 +435,37 @@ class _Upload:
                 self._future.cancel()
 
 
+class _LiveRequests:
+    """The request stream of one sync TranscribeLive call: the config, then the caller's chunks.
+
+    gRPC pulls it on a thread of its own. A source that raises cancels the call, and live() re-raises the source's
+    error instead of gRPC logging a traceback and failing the call as UNKNOWN.
+    """
+
+    def __init__(self, config: pb.LiveConfig, chunks: Iterable[bytes]) -> None:
+        self.config = config
+        self.chunks = chunks
+        self.error: Exception | None = None
+        self._call: Any = None
+        self._attached = threading.Event()
+
+    def attach(self, call: Any) -> None:
+        self._call = call
+        self._attached.set()
+
+    def requests(self) -> Iterator[pb.TranscribeLiveRequest]:
+        yield pb.TranscribeLiveRequest(live_config=self.config)
+        try:
+            for chunk in self.chunks:
+                data = _chunk_bytes(chunk)
+                if data:
+                    yield pb.TranscribeLiveRequest(audio_content=data)
+        except Exception as exc:
+            self.error = exc
+            if self._attached.wait(timeout=10.0) and self._call is not None:
+                self._call.cancel()
+
+
 class TranscribeClient:
     """A blocking client for TranscribeService; use it as a context manager or call close()."""
 
@@ -465,6 +587,75 @@ class TranscribeClient:
             future.cancel()
             raise
         return response.transcript
+
+    def live(
+        self,
+        chunks: Iterable[bytes],
+        *,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        audio_format: LiveAudioFormatName | pb.LiveAudioFormat.ValueType = "linear16",
+        interim_results: bool = True,
+        voice_activity_events: bool = False,
+        speech_start_timeout: float | None = None,
+        speech_end_timeout: float | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> Generator[pb.TranscribeLiveResponse, None, None]:
+        """Transcribe audio while it is spoken (TranscribeLive): yields the server's responses as they come.
+
+        chunks yields the audio in order (for LINEAR16, 16-bit little-endian PCM at sample_rate with channels
+        interleaved; about LIVE_CHUNK_SECONDS each) and is read on a gRPC thread, at the pace it yields; when it ends
+        the stream is half-closed and the server sends the last final result. The call starts when iteration
+        begins; close() the generator (or leave a loop over it early) to cancel it. Unlike the other calls a live
+        call has no deadline unless timeout is given, since it lasts as long as its audio. Errors raise
+        TranscribeError; an exception from chunks cancels the call and is re-raised as it is.
+        """
+        config = live_config(
+            sample_rate=sample_rate,
+            channels=channels,
+            audio_format=audio_format,
+            interim_results=interim_results,
+            voice_activity_events=voice_activity_events,
+            speech_start_timeout=speech_start_timeout,
+            speech_end_timeout=speech_end_timeout,
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+        )
+        return self._live(config, chunks, _live_deadline(timeout), _call_metadata(self._settings, metadata))
+
+    def _live(
+        self,
+        config: pb.LiveConfig,
+        chunks: Iterable[bytes],
+        deadline: float | None,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> Generator[pb.TranscribeLiveResponse, None, None]:
+        requests = _LiveRequests(config, chunks)
+        call = self._stub.TranscribeLive(requests.requests(), timeout=deadline, metadata=metadata)
+        requests.attach(call)
+        try:
+            yield from call
+        except grpc.RpcError as err:
+            if requests.error is not None:
+                raise requests.error from None
+            raise from_rpc_error(err) from err
+        finally:
+            call.cancel()  # a no-op once the call has ended; frees the session when the caller stops early
+        if requests.error is not None:
+            raise requests.error
 
     def list_models(self, *, timeout: float | None = None) -> list[pb.ModelInfo]:
         """The models the server can serve."""
@@ -637,6 +828,80 @@ class AsyncTranscribeClient:
             raise
         return response.transcript
 
+    def live(
+        self,
+        chunks: AsyncIterable[bytes] | Iterable[bytes],
+        *,
+        sample_rate: int = 16000,
+        channels: int = 1,
+        audio_format: LiveAudioFormatName | pb.LiveAudioFormat.ValueType = "linear16",
+        interim_results: bool = True,
+        voice_activity_events: bool = False,
+        speech_start_timeout: float | None = None,
+        speech_end_timeout: float | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        timeout: float | None = None,
+        metadata: Metadata = (),
+    ) -> AsyncGenerator[pb.TranscribeLiveResponse, None]:
+        """Transcribe audio while it is spoken (TranscribeLive): `async for response in client.live(chunks)`.
+
+        As TranscribeClient.live. chunks may be an async iterable, or a plain iterable that is then read on a worker
+        thread (so it may block, like a microphone). aclose() cancels the call: leave a loop early inside
+        `async with contextlib.aclosing(client.live(chunks)) as responses:` to free the session at once.
+        """
+        config = live_config(
+            sample_rate=sample_rate,
+            channels=channels,
+            audio_format=audio_format,
+            interim_results=interim_results,
+            voice_activity_events=voice_activity_events,
+            speech_start_timeout=speech_start_timeout,
+            speech_end_timeout=speech_end_timeout,
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+        )
+        return self._live(config, chunks, _live_deadline(timeout), _call_metadata(self._settings, metadata))
+
+    async def _live(
+        self,
+        config: pb.LiveConfig,
+        chunks: AsyncIterable[bytes] | Iterable[bytes],
+        deadline: float | None,
+        metadata: tuple[tuple[str, str], ...],
+    ) -> AsyncGenerator[pb.TranscribeLiveResponse, None]:
+        call = self._stub.TranscribeLive(timeout=deadline, metadata=metadata)
+        failure: list[Exception] = []
+        writer = asyncio.create_task(_write_live(call, config, chunks, failure))
+        try:
+            try:
+                async for response in call:
+                    yield response
+            except grpc.RpcError as err:
+                if failure:
+                    raise failure[0] from None
+                raise from_rpc_error(err) from err
+            except asyncio.CancelledError:
+                # A failing source cancels the call, and reading a cancelled call raises CancelledError.
+                if failure and call.cancelled():
+                    raise failure[0] from None
+                raise
+            if failure:
+                raise failure[0]
+        finally:
+            writer.cancel()
+            call.cancel()  # a no-op once the call has ended; frees the session when the caller stops early
+
     async def list_models(
         self,
         *,
@@ -696,3 +961,42 @@ async def _read_chunks(source: _AudioSource, size: int) -> AsyncIterator[bytes]:
         return
     while chunk := await asyncio.to_thread(source.read, size, 0):
         yield chunk
+
+
+async def _write_live(
+    call: aio.StreamStreamCall[pb.TranscribeLiveRequest, pb.TranscribeLiveResponse],
+    config: pb.LiveConfig,
+    chunks: AsyncIterable[bytes] | Iterable[bytes],
+    failure: list[Exception],
+) -> None:
+    """Send the config, then every chunk, then half-close; a failing source is recorded and cancels the call."""
+    try:
+        await call.write(pb.TranscribeLiveRequest(live_config=config))
+        async for chunk in _live_chunks(chunks):
+            if chunk:
+                await call.write(pb.TranscribeLiveRequest(audio_content=chunk))
+        await call.done_writing()
+    except (asyncio.InvalidStateError, grpc.RpcError):
+        return  # the call already ended; its reader raises the status
+    except Exception as exc:
+        failure.append(exc)
+        call.cancel()
+
+
+async def _live_chunks(chunks: AsyncIterable[bytes] | Iterable[bytes]) -> AsyncIterator[bytes]:
+    """The chunks as bytes; a plain iterator is advanced on a worker thread, since it may block."""
+    if isinstance(chunks, AsyncIterable):
+        async for chunk in chunks:
+            yield _chunk_bytes(chunk)
+        return
+    if isinstance(chunks, list | tuple):
+        for chunk in chunks:
+            yield _chunk_bytes(chunk)
+        return
+    iterator = iter(chunks)
+    while (item := await asyncio.to_thread(_next_or_none, iterator)) is not None:
+        yield _chunk_bytes(item)
+
+
+def _next_or_none(iterator: Iterator[bytes]) -> bytes | None:
+    return next(iterator, None)

@@ -1,15 +1,26 @@
-"""Render a Transcript as plain text, JSON, SubRip (SRT) or WebVTT."""
+"""Render a Transcript as plain text, JSON, SubRip (SRT) or WebVTT, and a live response as one JSON line."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from google.protobuf import duration_pb2, json_format
 
 from transcribe.v1 import transcribe_service_pb2 as pb
 
-__all__ = ["FORMATS", "OutputFormat", "render", "to_json", "to_srt", "to_text", "to_vtt"]
+__all__ = [
+    "FORMATS",
+    "OutputFormat",
+    "live_to_dict",
+    "live_to_json",
+    "render",
+    "to_json",
+    "to_srt",
+    "to_text",
+    "to_vtt",
+]
 
 OutputFormat = Literal["text", "json", "srt", "vtt"]
 FORMATS: tuple[str, ...] = get_args(OutputFormat)
@@ -70,6 +81,54 @@ def render(transcript: pb.Transcript, output_format: str = "text") -> str:
     except KeyError:
         raise ValueError(f"unknown format {output_format!r}; expected one of {', '.join(FORMATS)}") from None
     return renderer(transcript)
+
+
+def live_to_dict(response: pb.TranscribeLiveResponse) -> dict[str, Any]:
+    """A live response as plain data: results (text, is_final, stability, offsets in seconds, words on finals that
+    have them), the voice activity event (type "speech_begin" or "speech_end", offset in seconds) and the backend and
+    model (in the first response); fields the response does not carry are left out."""
+    data: dict[str, Any] = {}
+    if response.results:
+        data["results"] = [_live_result(result) for result in response.results]
+    if response.HasField("voice_activity"):
+        event = response.voice_activity
+        name = pb.VoiceActivityEventType.Name(event.type).removeprefix("VOICE_ACTIVITY_EVENT_TYPE_").lower()
+        data["voice_activity"] = {"type": name, "offset": _seconds(event.offset)}
+    if response.backend != pb.BACKEND_UNSPECIFIED:
+        data["backend"] = pb.Backend.Name(response.backend).removeprefix("BACKEND_").lower()
+    if response.model:
+        data["model"] = response.model
+    return data
+
+
+def live_to_json(response: pb.TranscribeLiveResponse) -> str:
+    """A live response as one line of JSON (see live_to_dict), without the newline."""
+    return json.dumps(live_to_dict(response), ensure_ascii=False)
+
+
+def _live_result(result: pb.LiveResult) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "text": result.text,
+        "is_final": result.is_final,
+        "stability": round(result.stability, 3),
+        "start_offset": _seconds(result.start_offset),
+        "end_offset": _seconds(result.end_offset),
+    }
+    if result.words:
+        data["words"] = [
+            {
+                "word": word.word,
+                "start_offset": _seconds(word.start_offset),
+                "end_offset": _seconds(word.end_offset),
+                "probability": round(word.probability, 3),
+            }
+            for word in result.words
+        ]
+    return data
+
+
+def _seconds(duration: duration_pb2.Duration) -> float:
+    return round(duration.seconds + duration.nanos / 1e9, 3)
 
 
 def _milliseconds(duration: duration_pb2.Duration) -> int:

@@ -79,6 +79,7 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
                     yield live_event_to_proto(event)
             finally:
                 feeding.cancel()
+                await asyncio.gather(feeding, return_exceptions=True)
 
     async def ListModels(self, request: pb.ListModelsRequest, context: Context) -> pb.ListModelsResponse:  # noqa: N802
         """Every model the server can serve."""
