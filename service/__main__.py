@@ -91,6 +91,7 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         stopping.cancel()
         readiness.ready = False
         await health_servicer.enter_graceful_shutdown()
+        await app.live.drain()
         await asyncio.gather(
             server.stop(settings.grace_period_seconds), *([http_server.stop()] if http_server is not None else [])
         )

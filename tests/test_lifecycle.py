@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,3 +200,55 @@ def test_sigterm_drains_in_flight_calls_and_exits_cleanly(tmp_path: Path, slow_a
             process.stderr.close()
     uploads = tmp_path / "uploads"
     assert [p for p in uploads.rglob("*") if p.is_file()] == []
+
+
+def test_sigterm_ends_live_streams_with_their_last_final(tmp_path: Path) -> None:
+    """On SIGTERM a live stream still sending gets the final of the utterance in progress, then ends OK."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service"],
+        env=server_env(tmp_path, TRANSCRIBE_GRACE_PERIOD_SECONDS="20"),
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    hold = threading.Event()
+    pcm = (DATA / "speech_en_s16le_16k_mono.pcm").read_bytes()[: 16000 * 2 * 3]
+
+    def requests() -> Iterator[pb.TranscribeLiveRequest]:
+        yield pb.TranscribeLiveRequest(
+            live_config=pb.LiveConfig(
+                audio_format=pb.LIVE_AUDIO_FORMAT_LINEAR16,
+                sample_rate_hertz=16000,
+                audio_channel_count=1,
+                interim_results=True,
+            )
+        )
+        for start in range(0, len(pcm), 3200):
+            yield pb.TranscribeLiveRequest(audio_content=pcm[start : start + 3200])
+        hold.wait(60)
+
+    try:
+        assert process.stderr is not None
+        port = None
+        for line in process.stderr:
+            if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
+                port = int(match.group(1))
+            if "backends ready" in line:
+                break
+        assert port is not None
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = pb_grpc.TranscribeServiceStub(channel).TranscribeLive(requests(), timeout=60)
+            assert next(call).model == "tiny.en"
+            assert not next(call).results[0].is_final, "an interim shows the server has heard speech"
+            process.send_signal(signal.SIGTERM)
+            finals = [result.text for response in call for result in response.results if result.is_final]
+            assert call.code() == grpc.StatusCode.OK
+        assert "quick" in " ".join(finals).lower()
+        assert process.wait(timeout=60) == 0
+    finally:
+        hold.set()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()

@@ -49,11 +49,6 @@ def read_whisper_input(path: Path, start: float = 0.0, end: float | None = None)
     return samples
 
 
-def whisper_input_seconds(path: Path) -> float:
-    """How long the audio in a file written by WhisperInputWriter lasts."""
-    return path.stat().st_size / (2 * WHISPER_SAMPLE_RATE)
-
-
 def encode_flac(samples: npt.NDArray[np.float32], dst: Path) -> None:
     """Write 16 kHz mono samples as a FLAC file (lossless for what Whisper hears)."""
     pcm = np.clip(np.round(samples * _INT16_FULL_SCALE), -32768, 32767).astype(np.int16).reshape(1, -1)

@@ -34,6 +34,7 @@ from service.domain import (
 )
 from service.errors import (
     BackendNotConfigured,
+    BackendNotReady,
     FieldViolation,
     InvalidConfig,
     LiveNotSupported,
@@ -219,6 +220,8 @@ class LiveTranscriber:
         self._default = default_backend
         self.limits = limits
         self.gate = AdmissionGate("live sessions", limits.max_sessions, retry_after_seconds)
+        self._sessions: set[LiveSession] = set()
+        self._draining = False
 
     def check(self, options: LiveOptions) -> LiveRecognizer:
         """The backend a live stream goes to, after checking the options against it."""
@@ -246,12 +249,22 @@ class LiveTranscriber:
     async def session(self, options: LiveOptions) -> AsyncIterator[LiveSession]:
         """A running session for the options; refused at once (Overloaded) when every place is taken."""
         backend = self.check(options)
+        if self._draining:
+            raise BackendNotReady("the server is shutting down")
         with self.gate.admit():
             session = LiveSession(options, backend, self.limits, self._store.new_scratch_path)
+            self._sessions.add(session)
             try:
                 yield session
             finally:
+                self._sessions.discard(session)
                 await session.aclose()
+
+    async def drain(self) -> None:
+        """Shutting down: refuse new sessions and end every open one as if its client had half-closed, so each
+        sends the final of the utterance in progress and ends OK (within the server's grace period)."""
+        self._draining = True
+        await asyncio.gather(*(session.finish() for session in list(self._sessions)))
 
 
 class LiveSession:
@@ -280,6 +293,7 @@ class LiveSession:
         self._last_interim: list[str] = []
         self._utterance_start: float | None = None
         self._decoder = self._decoder_for(options)
+        self._finishing = False
         self._tasks = [
             asyncio.get_running_loop().create_task(self._process()),
             asyncio.get_running_loop().create_task(self._finalize()),
@@ -300,11 +314,16 @@ class LiveSession:
         return ContainerDecoder(options.audio_format, deliver, fail)
 
     def feed(self, audio: bytes) -> None:
-        """Take the next bytes of audio."""
-        self._decoder.push(audio)
+        """Take the next bytes of audio (none once the session is finishing)."""
+        if not self._finishing:
+            self._decoder.push(audio)
 
     async def finish(self) -> None:
-        """The client half-closed: decode the rest; the events end after the last final."""
+        """No more audio (the client half-closed, or the server is draining): decode the rest; the events end after
+        the last final."""
+        if self._finishing:
+            return
+        self._finishing = True
         await asyncio.to_thread(self._decoder.close)
         self._incoming.put_nowait(None)
 
