@@ -282,7 +282,8 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             ),
             (
                 f"the last final <= {LIVE_LAST_FINAL_TARGET:g} s (p95) after the client half-closes, 1 stream",
-                f"p95 {_s(one['last_final_p95'])}, max {_s(one['last_final_max'])} ({one['streams']} streams)",
+                f"p95 {_s(one['last_final_p95'])}, max {_s(one['last_final_max'])} "
+                f"({one['streams']} stream{'s' if one['streams'] != 1 else ''})",
                 "4.7-5.4 s; 2 of 7 runs never sent the last 8 s",
                 one["last_final_p95"] <= LIVE_LAST_FINAL_TARGET,
             ),
@@ -411,9 +412,24 @@ def _live(data: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {row['level'] + 1} | 1, opened {refusal['opened_after_seconds']:g} s into a round of "
                 f"{row['level']} | "
-                f"refused: {refusal['code']} after {refusal['seconds'] * 1000:.0f} ms, "
-                f"{'with' if refusal['retry_info'] else 'without'} RetryInfo | - | - | - | - | - | - |"
+                f"refused: {refusal['code']} after {refusal['seconds'] * 1000:.0f} ms at the client"
+                + (
+                    f" ({refusal['server_handler_ms']:.1f} ms in the server's handler)"
+                    if refusal.get("server_handler_ms") is not None
+                    else ""
+                )
+                + f", {'with' if refusal['retry_info'] else 'without'} RetryInfo | - | - | - | - | - | - |"
             )
+    refused = next((row["refusal"] for row in data["levels"] if row["refusal"] is not None), None)
+    handler_ms = None if refused is None else refused.get("server_handler_ms")
+    if refused is not None and handler_ms is not None and refused["seconds"] * 1000 > 10 * max(handler_ms, 1.0):
+        lines += [
+            "",
+            f"The refusal leaves the server's handler in {handler_ms:.1f} ms but reaches a client that is still "
+            f"sending, as a live client is, only after {refused['seconds'] * 1000:.0f} ms: the server reads and drops "
+            "what a refused stream still sends before it sends the status (its lingering close, `Linger` in "
+            "service/faces/grpc/interceptors.py); a client that half-closes sees it at once.",
+        ]
     recording = long["recording"]
     shown = long["rss_by_minute_bytes"]
     step = max(1, len(shown) // 12)

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import Protocol
 
-from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
+from service.domain import (
+    AudioFile,
+    BackendKind,
+    ModelDescription,
+    Progress,
+    Segment,
+    Transcript,
+    TranscriptionOptions,
+)
+
+SegmentSink = Callable[[Sequence[Segment]], None]
+"""Takes the next segments of a transcript, in order, as they are finished."""
+finished_segments: ContextVar[SegmentSink | None] = ContextVar("finished_segments", default=None)
+"""Set by the core around `transcribe()` when its caller wants segments early. A backend that finishes a recording
+in parts may call it, on the event loop, with each part's segments in order as the finished prefix grows (the
+transcript it returns still holds them all); one that cannot ignores it. A context variable rather than a parameter,
+so backends that never report early need no change."""
 
 
 class TranscriptionBackend(Protocol):

@@ -18,6 +18,7 @@ import numpy as np
 
 from service.audio.decode import WHISPER_SAMPLE_RATE, read_whisper_input
 from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, speech_probabilities, speech_spans
+from service.backends.base import SegmentSink, finished_segments
 from service.backends.workers import FairWorkerPool, WorkerJob
 from service.domain import (
     AudioFile,
@@ -159,7 +160,7 @@ class LocalBackend(Generic[ModelT]):
             if seconds < self._windowed_min_seconds or self._batch_size < 2:
                 result = await job.run(self._transcribe_whole, job)
             else:
-                result = await self._transcribe_windows(job, seconds, progress)
+                result = await self._transcribe_windows(job, seconds, progress, finished_segments.get())
         except asyncio.CancelledError:
             job.cancel()
             raise
@@ -177,7 +178,9 @@ class LocalBackend(Generic[ModelT]):
             segments=result.segments,
         )
 
-    async def _transcribe_windows(self, job: _Job, seconds: float, progress: Progress | None) -> EngineResult:
+    async def _transcribe_windows(
+        self, job: _Job, seconds: float, progress: Progress | None, report: SegmentSink | None
+    ) -> EngineResult:
         edges = [*np.arange(0.0, seconds, self._vad_window_seconds).tolist(), seconds]
         scored = await asyncio.gather(*(job.run(self._score_speech, job, a, b) for a, b in itertools.pairwise(edges)))
         clips = group_spans(speech_spans(np.concatenate(scored), seconds), CLIP_SECONDS)
@@ -190,16 +193,23 @@ class LocalBackend(Generic[ModelT]):
         batches = _batches(clips, self._batch_size, self.workers)
         spans = cover([Span(b[0].start, b[-1].end) for b in batches], seconds)
         done = 0.0
+        finished: list[tuple[Segment, ...] | None] = [None] * len(batches)
+        reported = 0
 
-        async def run_batch(batch: list[Span], span: Span) -> tuple[Segment, ...]:
-            nonlocal done
+        async def run_batch(index: int, batch: list[Span], span: Span) -> tuple[Segment, ...]:
+            nonlocal done, reported
             segments = await job.run(self._transcribe_batch, job, request, batch)
             done += span.duration
             if progress is not None:
                 progress(done, seconds)
+            finished[index] = segments
+            while report is not None and reported < len(finished) and (ready := finished[reported]) is not None:
+                report(ready)
+                reported += 1
             return segments
 
-        results = await asyncio.gather(*(run_batch(b, s) for b, s in zip(batches, spans, strict=True)))
+        batched = enumerate(zip(batches, spans, strict=True))
+        results = await asyncio.gather(*(run_batch(i, b, s) for i, (b, s) in batched))
         return EngineResult(
             segments=tuple(segment for batch in results for segment in batch),
             language=language or "en",

@@ -48,7 +48,7 @@ Samples = npt.NDArray[np.float32]
 
 _THRESHOLD = 0.5
 _OFF_THRESHOLD = 0.35
-_PREROLL_SECONDS = 0.3
+_PREROLL_SECONDS = 0.5
 _TAIL_SECONDS = 0.4
 _PROMPT_CHARS = 200
 # Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.

@@ -15,7 +15,7 @@ from typing import Generic, ParamSpec, TypeVar
 
 from service.audio.probe import probe, wrap_pcm_as_wav
 from service.audio.store import Upload, UploadStore
-from service.backends.base import TranscriptionBackend
+from service.backends.base import SegmentSink, TranscriptionBackend, finished_segments
 from service.core.admission import AdmissionGate
 from service.core.memory import release_free_memory
 from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
@@ -91,12 +91,15 @@ class Transcriber:
         deadline: float | None = None,
         abandoned: Callable[[], bool] = lambda: False,
         progress: Progress | None = None,
+        segments: SegmentSink | None = None,
     ) -> Transcript:
         """Transcribe a finished recording whose bytes `audio` yields, in order.
 
         `deadline` is the caller's (time.monotonic() clock). A caller that dies mid-upload can look, for a moment,
         like one that finished, so `abandoned` is asked once the audio is probed: a cut-off recording is never
-        handed to a backend as if it were complete. `progress` gets (seconds done, seconds in all).
+        handed to a backend as if it were complete. `progress` gets (seconds done, seconds in all). `segments`, when
+        the backend can tell (the local backend, for recordings it transcribes in windows), gets the transcript's
+        segments in order as they are finished, before the transcript is returned; some or all may come only in it.
 
         `options` may be a function called once `audio` is exhausted, for a face whose request can carry its
         options after the audio (a multipart form with the file first). The upload is then bounded by the largest
@@ -125,7 +128,11 @@ class Transcriber:
             if abandoned():
                 raise asyncio.CancelledError("the caller went away before its audio was complete")
             with self.gates[kind].admit():
-                transcript = await backend.transcribe(file, options, deadline, progress)
+                reporting = finished_segments.set(segments)
+                try:
+                    transcript = await backend.transcribe(file, options, deadline, progress)
+                finally:
+                    finished_segments.reset(reporting)
             return replace(transcript, duration=file.info.duration)
         finally:
             upload.discard()

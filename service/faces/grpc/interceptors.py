@@ -28,6 +28,7 @@ UnaryBehavior = Callable[[Any, Context], Awaitable[Any]]
 StreamBehavior = Callable[[Any, Context], AsyncIterator[Any]]
 Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler | None]]"
 
+_BIDIRECTIONAL_LINGER_SECONDS = 0.2
 # Orchestrator probes must work without credentials.
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 
@@ -44,13 +45,14 @@ class Linger:
     seconds: float = 2.0
     max_bytes: int = 8 * 1024 * 1024
 
-    async def drain(self, requests: AsyncIterator[Any]) -> None:
+    async def drain(self, requests: AsyncIterator[Any], *, most_seconds: float | None = None) -> None:
         """Read and drop messages until the client half-closes, the time or byte budget runs out, or reading fails."""
-        if self.seconds <= 0:
+        seconds = self.seconds if most_seconds is None else min(self.seconds, most_seconds)
+        if seconds <= 0:
             return
         received = 0
         try:
-            async with asyncio.timeout(self.seconds):
+            async with asyncio.timeout(seconds):
                 async for message in requests:
                     received += message.ByteSize()
                     if received > self.max_bytes:
@@ -183,7 +185,9 @@ class CallInterceptor(grpc.aio.ServerInterceptor):
                 observed.end(grpc.StatusCode.OK)
                 return
             if streaming:
-                await self._linger.drain(request)
+                # A live client sends audio until it is told to stop: a short linger is enough for the writes in
+                # flight, and the refusal still reaches it at once.
+                await self._linger.drain(request, most_seconds=_BIDIRECTIONAL_LINGER_SECONDS)
             await observed.abort(context, status)
 
         return call

@@ -115,6 +115,7 @@ class HttpServer:
             app,
             http="h11",
             ws="websockets-sansio",
+            ws_per_message_deflate=False,  # audio does not compress: inflating every frame would only cost CPU
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -164,7 +165,7 @@ class HttpServer:
         if isinstance(connections, LiveConnections):
             await connections.drain(self._grace_seconds)
         left = self._grace_seconds - (time.monotonic() - started)
-        self._server.config.timeout_graceful_shutdown = max(1, math.ceil(left))
+        self._server.config.timeout_graceful_shutdown = max(0, math.ceil(left))
         self._server.should_exit = True
         if self._ticking is not None:
             await self._ticking

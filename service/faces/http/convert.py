@@ -179,8 +179,23 @@ def stream_events(transcript: Transcript) -> Iterator[str]:
     """Server-sent events: a `transcript.text.delta` per segment, then `transcript.text.done` with the whole text."""
     texts = [s.text.strip() for s in transcript.segments if s.text.strip()] or [transcript.text]
     for number, text in enumerate(t for t in texts if t):
-        yield _event({"type": "transcript.text.delta", "delta": text if number == 0 else f" {text}"})
-    yield _event({"type": "transcript.text.done", "text": transcript.text})
+        yield delta_event(text, first=number == 0)
+    yield done_event(transcript)
+
+
+def delta_event(text: str, *, first: bool) -> str:
+    """The `transcript.text.delta` event of one segment's text (later ones start with a space)."""
+    return _event({"type": "transcript.text.delta", "delta": text if first else f" {text}"})
+
+
+def done_event(transcript: Transcript) -> str:
+    """The `transcript.text.done` event, with the whole text."""
+    return _event({"type": "transcript.text.done", "text": transcript.text})
+
+
+def error_event(body: dict[str, Any]) -> str:
+    """An `error` event carrying OpenAI's error body, for a stream that fails once its deltas have begun."""
+    return _event({"type": "error", **body})
 
 
 def _event(data: dict[str, Any]) -> str:
@@ -228,7 +243,8 @@ def live_options(config: object, models: Sequence[ModelDescription]) -> LiveOpti
         violations.append(FieldViolation("audio_format", f"must be one of {', '.join(LIVE_FORMATS)}"))
     pcm = _live_pcm(config, audio_format, violations)
     if violations or audio_format is None:
-        raise InvalidConfig("the live config is invalid", violations=violations)
+        problems = "; ".join(f"{v.field} {v.description}" for v in violations)
+        raise InvalidConfig(f"the live config is invalid: {problems}", violations=violations)
     backend, model = route_model(text["model"], models)
     return LiveOptions(
         transcription=TranscriptionOptions(

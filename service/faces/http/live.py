@@ -16,7 +16,14 @@ from service.calls.auth import TokenCheck
 from service.calls.context import request_id
 from service.core.live import LiveSession, LiveTranscriber
 from service.core.transcriber import Transcriber
-from service.errors import BackendNotReady, InvalidConfig, StreamIdle, StreamOutOfOrder, TranscribeError
+from service.errors import (
+    BackendNotReady,
+    InvalidConfig,
+    StreamIdle,
+    StreamOutOfOrder,
+    TranscribeError,
+    Unauthenticated,
+)
 from service.faces.http.calls import note_outcome
 from service.faces.http.convert import live_event_message, live_options
 from service.faces.http.errors import INTERNAL_CLOSE_CODE, INTERNAL_MESSAGE, close_code, domain_error_body, error_body
@@ -30,6 +37,8 @@ SUBPROTOCOL = "transcribe-live"
 """The subprotocol the server answers with when a client offers it (browsers offer it beside the token)."""
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
 """A client offers `bearer.<token>` as a subprotocol to authenticate where it cannot set headers (browsers)."""
+MAX_CONFIG_CHARS = 64 * 1024
+"""The longest first message (a 4000-character prompt takes at most 24 KB as JSON)."""
 NORMAL_CLOSURE = 1000
 SERVICE_RESTART = 1012
 """RFC 6455's close code for a server restarting: a drained session's finals were sent; reconnect elsewhere."""
@@ -109,6 +118,18 @@ def credentials(websocket: WebSocket) -> str | None:
     return f"Bearer {token}" if token is not None else None
 
 
+def _authorize(tokens: TokenCheck, header: str | None) -> None:
+    """Raise Unauthenticated, naming the three ways a WebSocket can carry a token, unless the header is valid."""
+    if tokens.accepts(header):
+        return
+    problem = "missing" if header is None else "invalid"
+    raise Unauthenticated(
+        f"{problem} credentials: send the header 'authorization: Bearer <token>', offer the subprotocol "
+        f"'{BEARER_SUBPROTOCOL_PREFIX}<token>', or add '?token=<token>' to the URL",
+        metadata={"problem": problem},
+    )
+
+
 class _LiveCall:
     """One live captions connection: converts its messages to a live session's input and its events to messages."""
 
@@ -126,12 +147,13 @@ class _LiveCall:
         self._idle_seconds = idle_seconds
         self._connections = connections
         self._ended = False
+        self._client_ended = False
 
     async def run(self, tokens: TokenCheck | None) -> None:
         scope = self._ws.scope
         try:
             if tokens is not None:
-                tokens.require(credentials(self._ws))
+                _authorize(tokens, credentials(self._ws))
             first = await self._unless_draining(self._receive())
             options = live_options(_config_of(first), self._transcriber.models())
             async with self._live.session(options) as session:
@@ -146,7 +168,8 @@ class _LiveCall:
                 )
                 await self._relay(session)
             await self._ws.send_json({"type": "done"})
-            await self._ws.close(SERVICE_RESTART if self._connections.draining.is_set() else NORMAL_CLOSURE)
+            # A session that ended before the client's end was ended by the server draining (this face or the core).
+            await self._ws.close(NORMAL_CLOSURE if self._client_ended else SERVICE_RESTART)
             note_outcome(scope, status=200)
         except (ClientClosed, WebSocketDisconnect):
             note_outcome(scope, reason=ClientClosed.reason)
@@ -181,7 +204,7 @@ class _LiveCall:
                 if message.get("bytes") is not None and not self._ended:
                     session.feed(message["bytes"])
                 elif message.get("text") is not None and _is_end(message["text"]) and not self._ended:
-                    self._ended = True
+                    self._ended = self._client_ended = True
                     await session.finish()
                 else:
                     raise StreamOutOfOrder(_AUDIO_OR_END)
@@ -244,6 +267,8 @@ def _config_of(message: Message) -> object:
     text = message.get("text")
     if text is None:
         raise StreamOutOfOrder('the first message must be the live config, as JSON text: {"audio_format": ...}')
+    if len(text) > MAX_CONFIG_CHARS:
+        raise InvalidConfig(f"the live config may be at most {MAX_CONFIG_CHARS} characters long")
     try:
         return json.loads(text)
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from importlib import resources
 from typing import Annotated, Any, TypeVar
 
@@ -16,18 +16,22 @@ from starlette.requests import ClientDisconnect
 
 from service.calls.auth import TokenCheck
 from service.core.transcriber import IdleLimited, Transcriber
-from service.domain import Task, TranscriptionOptions
-from service.errors import FieldViolation, InvalidConfig, ModelNotFound
+from service.domain import Segment, Task, Transcript, TranscriptionOptions
+from service.errors import FieldViolation, InvalidConfig, ModelNotFound, TranscribeError
 from service.faces.http.calls import CLIENT_CLOSED, note_outcome
 from service.faces.http.convert import (
     GRANULARITIES,
     RESPONSE_FORMATS,
     AudioRequest,
     audio_request,
+    delta_event,
+    done_event,
+    error_event,
     model_objects,
     stream_events,
     transcript_response,
 )
+from service.faces.http.errors import domain_error_body
 from service.faces.http.form import FILE_FIELD, MultipartForm
 
 T = TypeVar("T")
@@ -99,7 +103,16 @@ def api_router(transcriber: Transcriber, tokens: TokenCheck | None, idle_seconds
             if "model" in form.fields:
                 transcriber.check(early.options)
             late = _LateOptions(form, task, transcriber)
-            transcript = await _until_disconnected(request, form.ended, transcriber.transcribe(late, form.file()))
+            finished = _FinishedSegments()
+            work = asyncio.ensure_future(transcriber.transcribe(late, form.file(), segments=finished))
+            try:
+                await _until_disconnected(request, form.ended, finished.streamable(work, lambda: late.request or early))
+            except BaseException:
+                await _cancelled(work)
+                raise
+            if not work.done():  # a stream whose first segments are done: its deltas go out as the rest is worked on
+                return StreamingResponse(_deltas(request, work, finished), media_type="text/event-stream")
+            transcript = work.result()
         except (ClientDisconnect, _ClientGone):
             return Response(status_code=CLIENT_CLOSED)
         note_outcome(request.scope, transcript=transcript)
@@ -145,6 +158,80 @@ def api_router(transcriber: Transcriber, tokens: TokenCheck | None, idle_seconds
         raise ModelNotFound(f"model {model!r} is not served here; GET /v1/models lists what is")
 
     return router
+
+
+class _FinishedSegments:
+    """The segments the core reports as it finishes them, kept for a stream's deltas."""
+
+    def __init__(self) -> None:
+        self.segments: list[Segment] = []
+        self._arrived = asyncio.Event()
+
+    def __call__(self, segments: Sequence[Segment]) -> None:
+        self.segments.extend(segments)
+        self._arrived.set()
+
+    async def arrival_or(self, work: asyncio.Future[Transcript]) -> None:
+        """Wait until more segments arrive or the work is done."""
+        arrived: asyncio.Future[Any] = asyncio.ensure_future(self._arrived.wait())
+        try:
+            await asyncio.wait({arrived, work}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            arrived.cancel()
+        self._arrived.clear()
+
+    async def streamable(self, work: asyncio.Future[Transcript], answer: Callable[[], AudioRequest]) -> None:
+        """Return once the work is done, or once it is a stream (known with its options) and a segment is done."""
+        while not work.done():
+            if answer().stream and self.segments:
+                return
+            await self.arrival_or(work)
+
+
+async def _deltas(
+    request: Request, work: asyncio.Future[Transcript], finished: _FinishedSegments
+) -> AsyncIterator[str]:
+    """A delta per segment as the core finishes it, then any the transcript adds, then the done event.
+
+    A failure after the first delta (its status is sent by then) becomes an `error` event; a client that goes away
+    cancels the work.
+    """
+    taken = deltas = 0
+
+    def new_deltas(segments: Sequence[Segment]) -> Iterator[str]:
+        nonlocal deltas
+        for segment in segments:
+            if text := segment.text.strip():
+                yield delta_event(text, first=deltas == 0)
+                deltas += 1
+
+    try:
+        while True:
+            done = work.done()  # every segment reported before the work ended is in the list by then
+            for event in new_deltas(finished.segments[taken:]):
+                yield event
+            taken = len(finished.segments)
+            if done:
+                break
+            await finished.arrival_or(work)
+        transcript = work.result()
+        note_outcome(request.scope, transcript=transcript)
+        for event in new_deltas(transcript.segments[taken:]):  # segments a backend did not report (none, locally)
+            yield event
+        yield done_event(transcript)
+    except TranscribeError as error:
+        note_outcome(request.scope, reason=error.reason)
+        yield error_event(domain_error_body(error)[1])
+    finally:
+        await _cancelled(work)
+
+
+async def _cancelled(work: asyncio.Future[Any]) -> None:
+    """Cancel the work unless it is done, and wait for it to end (whatever it ends with)."""
+    if not work.done():
+        work.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await work
 
 
 async def _until_disconnected(request: Request, body_read: asyncio.Event, work: Coroutine[Any, Any, T]) -> T:
