@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, engines, live, lone, long_recording, overhead, upload
+from bench import concurrency, engines, http, live, lone, long_recording, overhead, upload
 from bench.common import GIB, MIB, RESULTS, load_clips, say, write_json
 from bench.machine import describe, load_average
 from bench.report import SECTIONS, render
@@ -70,6 +70,12 @@ def main(argv: list[str] | None = None) -> None:
         "live": lambda: live.run(
             minutes=args.live_minutes or (5.0 if args.quick else 60.0),
             rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+        ),
+        "http": lambda: http.run(
+            short if args.quick else long,
+            short,
+            rounds=2 if args.quick else 8,
+            upload_total=256 * MIB if args.quick else GIB,
         ),
     }
     say(f"running {', '.join(name for name in SECTIONS if name in chosen)}; results in {output}")

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import MIB
 
-SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long", "live")
+SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long", "live", "http")
 TITLES = {
     "engines": "1. Engines on the same clips",
     "overhead": "2. Service overhead",
@@ -18,7 +18,9 @@ TITLES = {
     "lone": "5. Lone calls",
     "long": "6. Long recordings",
     "live": "7. Live transcription",
+    "http": "8. The HTTP face",
 }
+HTTP_OVERHEAD_TARGET = 3.0
 SPEEDUP_TARGET = 5.0
 WER_MARGIN = 0.01
 OVERHEAD_TARGET = 0.03
@@ -561,6 +563,20 @@ def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
             f"| live transcription: every goal of section 7 | {met} of {len(goals)} met | "
             f"{_verdict(met == len(goals))} |"
         )
+    if http := sections.get("http"):
+        side, upload = http["result"]["side_by_side"], http["result"]["upload"]
+        overhead = side["http_overhead_percent"]
+        lines.append(
+            f"| the same file through HTTP adds <= {HTTP_OVERHEAD_TARGET:.0f}% to the call over gRPC | "
+            f"{side['http_median_seconds']:.2f} s vs {side['grpc_median_seconds']:.2f} s ({overhead:+.1f}%) | "
+            f"{_verdict(overhead <= HTTP_OVERHEAD_TARGET)} |"
+        )
+        growth = upload["rss_growth_bytes"]
+        lines.append(
+            f"| server RSS growth while a {upload['limit_bytes'] / 2**30:.0f} GiB multipart upload streams in "
+            f"<= {UPLOAD_GROWTH_TARGET / MIB:.0f} MiB | {growth / MIB:.1f} MiB | "
+            f"{_verdict(growth <= UPLOAD_GROWTH_TARGET)} |"
+        )
     if len(lines) == 4:
         lines.append("| (no section needed by a target was run) | - | - |")
     lines += [
@@ -569,6 +585,24 @@ def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
         "openai-whisper time is the engine call alone, so the speed comparison favours openai-whisper.",
     ]
     return [*lines, ""]
+
+
+def _http(data: dict[str, Any]) -> list[str]:
+    side, upload = data["side_by_side"], data["upload"]
+    return [
+        f"## {TITLES['http']}",
+        "",
+        f"One server; the {side['clip']} clip sent whole through gRPC (unary) and through `POST "
+        f"/v1/audio/transcriptions` (multipart, the openai SDK's shape), alternating, {side['rounds']} rounds after "
+        f"a warm-up of each: median {side['grpc_median_seconds']:.2f} s (gRPC) and {side['http_median_seconds']:.2f} s "
+        f"(HTTP), {side['http_overhead_percent']:+.1f}%. Then a fresh server with its upload limit at "
+        f"{upload['limit_bytes'] / 2**30:.0f} GiB took a multipart upload of "
+        f"{upload['bytes_streamed'] / MIB:.0f} MiB in {upload['upload_seconds']:.1f} s "
+        f"({upload['throughput_mib_per_s']:.0f} MiB/s, answered {upload['status']} `{upload['code']}`): "
+        f"RSS {_mib(upload['idle_rss_bytes'])} before, peak {_mib(upload['peak_rss_bytes'])} "
+        f"(+{upload['rss_growth_bytes'] / MIB:.1f} MiB).",
+        "",
+    ]
 
 
 def render(folder: Path) -> str:
@@ -596,6 +630,7 @@ def render(folder: Path) -> str:
         "lone": _lone,
         "long": _long,
         "live": _live,
+        "http": _http,
     }
     for name in SECTIONS:
         if name in sections:
