@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import re
@@ -23,12 +24,14 @@ from service.__main__ import serve
 from service.backends.local import LocalBackend
 from service.backends.openai_api import OpenAIBackend
 from service.domain import AudioFile, BackendKind, Progress, Transcript, TranscriptionOptions
+from service.engines.catalog import local_model_specs
+from service.engines.faster_whisper import FasterWhisperEngine
 from service.faces.http.errors import STATUSES
 from service.logs import RequestIdFilter
 from service.settings import Settings
 from service.wiring import build_app
 from tests.certs import make_pki
-from tests.conftest import DATA, REPO, Fixture, RunningServer, StartServer
+from tests.conftest import DATA, MODEL_CACHE, REPO, Fixture, RunningServer, StartServer
 from tests.helpers import assert_has_words
 from tests.test_lifecycle import GatedBackend
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -164,6 +167,47 @@ async def test_stream_sends_a_delta_per_segment_then_done(start_server: StartSer
     deltas = "".join(e.delta for e in events if e.type == "transcript.text.delta")
     assert events[-1].type == "transcript.text.done"
     assert deltas == events[-1].text == verbose.text
+
+
+async def test_stream_deltas_go_out_while_the_rest_is_still_transcribed(
+    start_server: StartServer, spoken: dict[str, Fixture]
+) -> None:
+    """With stream=true, the first delta of a recording transcribed in windows arrives before its last batch is done,
+    and the deltas add up to the done event's text."""
+    backend = LocalBackend(
+        engine=FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1),
+        specs=local_model_specs("tiny.en", MODEL_CACHE),
+        default_model="tiny.en",
+        workers=1,  # one batch after another: the first is done well before the last
+        batch_size=2,
+        windowed_min_seconds=0,
+    )
+    await backend.start()
+    try:
+        server = await start_server({BackendKind.LOCAL: backend}, http_port=0)
+        gate = server.transcriber.gates[BackendKind.LOCAL]
+        events: list[dict[str, Any]] = []
+        working_at_first_delta = None
+        form = {"model": "whisper-1", "stream": "true"}
+        audio = {"file": ("speech.ogg", spoken["speech_en_60s.ogg"].path.read_bytes(), "audio/ogg")}
+        async with (
+            httpx.AsyncClient(base_url=server.http_url, timeout=120) as client,
+            client.stream("POST", TRANSCRIPTIONS, data=form, files=audio) as response,
+        ):
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line.removeprefix("data: ")))
+                    if working_at_first_delta is None and events[-1]["type"] == "transcript.text.delta":
+                        working_at_first_delta = gate.in_flight
+    finally:
+        await backend.aclose()
+    assert working_at_first_delta == 1, "the first delta came only once the transcription was done"
+    assert [e["type"] for e in events[:-1]] == ["transcript.text.delta"] * (len(events) - 1)
+    assert len(events) > 3
+    assert events[-1]["type"] == "transcript.text.done"
+    assert "".join(e["delta"] for e in events[:-1]) == events[-1]["text"]
+    assert_has_words(events[-1]["text"], spoken["speech_en_60s.ogg"].expected_words)
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""The page at / records from a fake microphone or takes a file and shows its transcript, in headless Chromium."""
+"""The page at / records, takes a file or captions live from a fake microphone, in headless Chromium."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from selenium import webdriver
@@ -19,10 +20,11 @@ from selenium.webdriver.support.ui import WebDriverWait
 from tests.conftest import DATA, Fixture, StartServer
 from tests.helpers import assert_has_words
 
+T = TypeVar("T")
 CHROMIUM = shutil.which("chromium")
 CHROMEDRIVER = shutil.which("chromedriver")
 SCREENSHOT = os.environ.get("TRANSCRIBE_PAGE_SCREENSHOT")
-"""When set, the file-picking test saves the page there (how the README's screenshot is made)."""
+"""When set, the live captions test (Opus) also picks a file and saves the page there (the README's screenshot)."""
 
 pytestmark = [
     pytest.mark.browser,
@@ -67,10 +69,10 @@ def transcript_shown(driver: webdriver.Chrome) -> str:
     return driver.find_element(By.ID, "transcript").text
 
 
-async def in_browser(tmp_path: Path, microphone: Path, steps: Callable[[webdriver.Chrome], str]) -> str:
+async def in_browser(tmp_path: Path, microphone: Path, steps: Callable[[webdriver.Chrome], T]) -> T:
     """Run blocking browser steps off the event loop (the server under test runs on it)."""
 
-    def run() -> str:
+    def run() -> T:
         driver = chromium(tmp_path / "chromium-profile", microphone)
         try:
             return steps(driver)
@@ -113,11 +115,50 @@ async def test_picking_a_file_shows_its_transcript(
         driver.get(f"{server.http_url}/")
         WebDriverWait(driver, 10).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#model option")) > 1)
         driver.find_element(By.ID, "file").send_keys(str(fixture.path))
-        shown = transcript_shown(driver)
-        if SCREENSHOT:
-            driver.save_screenshot(SCREENSHOT)
-        return shown
+        return transcript_shown(driver)
 
     shown = await in_browser(tmp_path, DATA / "speech_en.wav", pick)
     assert_has_words(shown, fixture.expected_words)
     assert len(shown.splitlines()) >= 2
+
+
+@pytest.mark.parametrize("live_format", ["webm-opus", "linear16"])
+async def test_live_captions_show_the_spoken_words(
+    start_server: StartServer, spoken: dict[str, Fixture], tmp_path: Path, live_format: str
+) -> None:
+    """Live captions stream the fake microphone (MediaRecorder's WebM/Opus, or Web Audio's 16 kHz PCM) over the
+    WebSocket: grey interims show while it speaks, and the finals have its words once it is stopped."""
+    server = await start_server(http_port=0)
+    fixture = spoken["speech_en.wav"]
+
+    def caption(driver: webdriver.Chrome) -> tuple[str, bool]:
+        driver.get(f"{server.http_url}/")
+        driver.execute_script("document.getElementById('live-format').value = arguments[0]", live_format)
+        button = driver.find_element(By.ID, "live")
+        button.click()
+        WebDriverWait(driver, 20).until(lambda d: d.find_element(By.ID, "status").text.startswith("Live:"))
+        interim_seen = False
+        speaking_until = time.monotonic() + fixture.duration + 1.5
+        while time.monotonic() < speaking_until:
+            interims = driver.find_elements(By.CSS_SELECTOR, "#captions .interim")
+            interim_seen = interim_seen or any(element.text.strip() for element in interims)
+            time.sleep(0.2)
+        button.click()
+        WebDriverWait(driver, 60, poll_frequency=0.2).until(lambda d: button.get_attribute("data-live") == "false")
+        status = driver.find_element(By.ID, "status")
+        assert "error" not in (status.get_attribute("class") or ""), status.text
+        assert status.text == "Live captions ended."
+        finals = " ".join(element.text for element in driver.find_elements(By.CSS_SELECTOR, "#captions .final"))
+        if SCREENSHOT and live_format == "webm-opus":
+            driver.find_element(By.ID, "file").send_keys(str(spoken["speech_en.mp3"].path))
+            transcript_shown(driver)
+            chrome = driver.execute_script("return window.outerHeight - window.innerHeight")
+            height = driver.execute_script("return document.documentElement.scrollHeight")
+            driver.set_window_size(900, int(chrome) + int(height))  # the whole page, both cards filled
+            driver.save_screenshot(SCREENSHOT)
+        return finals, interim_seen
+
+    finals, interim_seen = await in_browser(tmp_path, fixture.path, caption)
+    # Through Chromium's capture, live tiny.en may also hear "the lazy dog" as "the lazy target".
+    assert_has_words(finals, ("quick", "brown", "fox", "lazy", "sea shore"))
+    assert interim_seen, "no interim caption was shown while the microphone spoke"

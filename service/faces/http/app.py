@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
+import re
 import socket
 import ssl
 import time
@@ -91,6 +93,34 @@ async def _invalid_request(request: Request, error: Exception) -> Response:
     return JSONResponse(error_body(400, "the request is invalid"), status_code=400)
 
 
+class QuietWebSocketLog(logging.Filter):
+    """On uvicorn's logger: drops its lines for each WebSocket (the call log has one per call, as for HTTP, whose
+    access log is off) and the websockets library's debug lines (every frame, and every handshake header with its
+    credentials), and masks `token` query parameters in whatever else it logs, so no live token is logged."""
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"]*")
+    _PER_CONNECTION = ('"WebSocket %s"', "connection open", "connection closed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = str(record.msg)
+        if record.levelno <= logging.DEBUG and f"{os.sep}websockets{os.sep}" in record.pathname:
+            return False
+        if record.levelno <= logging.INFO and any(part in message for part in self._PER_CONNECTION):
+            return False
+        if isinstance(record.msg, str):
+            record.msg = self._TOKEN.sub(r"\1(masked)", message)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._TOKEN.sub(r"\1(masked)", a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def quiet_websocket_log() -> None:
+    """Put QuietWebSocketLog on uvicorn's logger, once."""
+    logger = logging.getLogger("uvicorn.error")
+    if not any(isinstance(f, QuietWebSocketLog) for f in logger.filters):
+        logger.addFilter(QuietWebSocketLog())
+
+
 class HttpServer:
     """uvicorn serving the HTTP face on the running event loop, beside the gRPC server; drained like it.
 
@@ -111,6 +141,7 @@ class HttpServer:
     ) -> None:
         self._app = app
         self._grace_seconds = grace_seconds
+        quiet_websocket_log()
         self._config = uvicorn.Config(
             app,
             http="h11",

@@ -79,9 +79,12 @@ def error_body(status: int, message: str, *, param: str | None = None, code: str
     return {"error": {"message": message, "type": error_type(status), "param": param, "code": code}}
 
 
-def domain_error_body(error: errors.TranscribeError) -> tuple[int, dict[str, Any]]:
-    """The status of a domain error and OpenAI's body for it (code = the reason, lower case)."""
+def domain_error_body(error: errors.TranscribeError, *, audio_param: str | None = "file") -> tuple[int, dict[str, Any]]:
+    """The status of a domain error and OpenAI's body for it (code = the reason, lower case); `param` names the audio
+    as `audio_param` (the form's `file`; None on the live WebSocket, whose audio is its binary messages)."""
     status, param = status_of(error)
+    if param == "file":
+        param = audio_param
     if error.violations:
         # Field violations name the gRPC messages' fields; `param` names the form's or the live config's.
         field = error.violations[0].field.removeprefix("live_config.")

@@ -252,7 +252,7 @@ class _LiveCall:
 
     async def _refuse(self, error: TranscribeError) -> None:
         """Send the error as OpenAI's body in a message of type `error`, then close with 4000 + its HTTP status."""
-        status, body = domain_error_body(error)
+        status, body = domain_error_body(error, audio_param=None)
         note_outcome(self._ws.scope, reason=error.reason, status=status)
         message: dict[str, Any] = {"type": "error", **body}
         if error.retry_after_seconds is not None:
