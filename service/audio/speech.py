@@ -3,13 +3,15 @@ grouped into clips of at most 30 s (local engines) or pieces near a target lengt
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.decode import WHISPER_SAMPLE_RATE
+from service.audio.decode import WHISPER_SAMPLE_RATE, read_whisper_input
 
 FRAME_SAMPLES = 512
 """Silero VAD scores 32 ms frames of 16 kHz audio."""
@@ -96,6 +98,17 @@ def speech_probabilities(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.flo
     """Silero VAD's speech probability of every 32 ms frame of the samples (the last frame zero-padded)."""
     scorer = SpeechScorer()
     return np.concatenate([scorer.score(samples), scorer.flush()])
+
+
+def windows(total_seconds: float, window_seconds: float = VAD_WINDOW_SECONDS) -> list[Span]:
+    """[0, total] cut into consecutive windows of `window_seconds` (the last one shorter), to score one at a time."""
+    edges = [*np.arange(0.0, total_seconds, window_seconds).tolist(), total_seconds]
+    return [Span(start, end) for start, end in itertools.pairwise(edges)]
+
+
+def score_window(whisper_input: Path, window: Span) -> npt.NDArray[np.float32]:
+    """Speech probabilities of one window of a file written by WhisperInputWriter, read from disk alone."""
+    return speech_probabilities(read_whisper_input(whisper_input, window.start, window.end))
 
 
 def speech_spans(

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from pathlib import Path
 from typing import Generic, ParamSpec, TypeVar
@@ -17,7 +16,7 @@ from typing import Generic, ParamSpec, TypeVar
 import numpy as np
 
 from service.audio.decode import WHISPER_SAMPLE_RATE, read_whisper_input
-from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, speech_probabilities, speech_spans
+from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, score_window, speech_spans, windows
 from service.backends.base import SegmentSink, finished_segments
 from service.backends.workers import FairWorkerPool, WorkerJob
 from service.domain import (
@@ -96,8 +95,8 @@ class LocalBackend(Generic[ModelT]):
         self._reaper = asyncio.get_running_loop().create_task(self._reap_idle_models())
 
     def _warm(self) -> None:
-        self.pool.acquire(self.default_model)
-        self.pool.release(self.default_model)
+        with self.pool.using(self.default_model):
+            pass
 
     async def _reap_idle_models(self) -> None:
         while True:
@@ -181,8 +180,8 @@ class LocalBackend(Generic[ModelT]):
     async def _transcribe_windows(
         self, job: _Job, seconds: float, progress: Progress | None, report: SegmentSink | None
     ) -> EngineResult:
-        edges = [*np.arange(0.0, seconds, self._vad_window_seconds).tolist(), seconds]
-        scored = await asyncio.gather(*(job.run(self._score_speech, job, a, b) for a, b in itertools.pairwise(edges)))
+        windowed = windows(seconds, self._vad_window_seconds)
+        scored = await asyncio.gather(*(job.run(self._score_speech, job, window) for window in windowed))
         clips = group_spans(speech_spans(np.concatenate(scored), seconds), CLIP_SECONDS)
         if not clips:
             return EngineResult(segments=(), language=job.request.language or "", language_probability=0.0)
@@ -222,9 +221,9 @@ class LocalBackend(Generic[ModelT]):
         with job.model(self.pool) as model:
             return self._engine.transcribe(model, samples, job.request)
 
-    def _score_speech(self, job: _Job, start: float, end: float) -> np.ndarray:
+    def _score_speech(self, job: _Job, window: Span) -> np.ndarray:
         job.check_deadline()
-        return speech_probabilities(read_whisper_input(job.path, start, end))
+        return score_window(job.path, window)
 
     def _detect_language(self, job: _Job, clip: Span) -> tuple[str, float]:
         samples = read_whisper_input(job.path, clip.start, clip.end)
@@ -268,11 +267,8 @@ class LocalBackend(Generic[ModelT]):
             job.close()
 
     def _recognize_sync(self, name: str, samples: Samples, request: EngineRequest) -> tuple[Segment, ...]:
-        model = self.pool.acquire(name)
-        try:
+        with self.pool.using(name) as model:
             return self._engine.transcribe_utterance(model, samples, request)
-        finally:
-            self.pool.release(name)
 
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""
@@ -340,10 +336,5 @@ class _Job:
     def close(self) -> None:
         self._job.close()
 
-    @contextmanager
-    def model(self, pool: ModelPool[ModelT]) -> Iterator[ModelT]:
-        handle = pool.acquire(self._model)
-        try:
-            yield handle
-        finally:
-            pool.release(self._model)
+    def model(self, pool: ModelPool[ModelT]) -> AbstractContextManager[ModelT]:
+        return pool.using(self._model)

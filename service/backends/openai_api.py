@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -19,7 +18,7 @@ import numpy.typing as npt
 import openai
 
 from service.audio.decode import WHISPER_SAMPLE_RATE, encode_flac, read_whisper_input, transcode_to_flac
-from service.audio.speech import VAD_WINDOW_SECONDS, Span, cover, group_spans, speech_probabilities, speech_spans
+from service.audio.speech import Span, cover, group_spans, score_window, speech_spans, windows
 from service.domain import (
     AudioFile,
     BackendKind,
@@ -184,11 +183,8 @@ class OpenAIBackend:
 
     async def _pieces(self, source: Path, total: float, deadline: float | None) -> list[_Piece]:
         """Speech grouped into pieces that tile the recording, each sent at most piece_seconds long; none if silent."""
-        edges = [*np.arange(0.0, total, VAD_WINDOW_SECONDS).tolist(), total]
-        # One window at a time: scoring several at once takes about 200 MB each and gains little.
-        scored = [
-            await self._run(_score_speech, source, start, end, deadline) for start, end in itertools.pairwise(edges)
-        ]
+        # One window at a time: scoring several at once costs memory and gains little on the API backend's threads.
+        scored = [await self._run(_score_speech, source, window, deadline) for window in windows(total)]
         groups = group_spans(speech_spans(np.concatenate(scored), total), self._piece_seconds)
         if not groups:
             return []
@@ -305,10 +301,10 @@ def _within(covered: Span, group: Span, max_seconds: float) -> Span:
     return Span(group.start - before, group.end + after)
 
 
-def _score_speech(source: Path, start: float, end: float, deadline: float | None) -> npt.NDArray[np.float32]:
+def _score_speech(source: Path, window: Span, deadline: float | None) -> npt.NDArray[np.float32]:
     if deadline is not None and time.monotonic() >= deadline:
         raise DeadlineTooShort("the deadline passed before the recording was split for the API")
-    return speech_probabilities(read_whisper_input(source, start, end))
+    return score_window(source, window)
 
 
 def _write_flac(source: Path, start: float, end: float, dst: Path) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Generic
 
 from service.engines.base import LocalEngine, ModelSpec, ModelT
@@ -56,6 +57,15 @@ class ModelPool(Generic[ModelT]):
                 self._evict_over_cap()
             log.info("loaded model %s in %.2fs", name, self.load_seconds[name])
             return model
+
+    @contextlib.contextmanager
+    def using(self, name: str) -> Iterator[ModelT]:
+        """The loaded model for the duration of the block (acquire, then release)."""
+        model = self.acquire(name)
+        try:
+            yield model
+        finally:
+            self.release(name)
 
     def release(self, name: str) -> None:
         """Hand a model back after a transcription."""
