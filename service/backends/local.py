@@ -124,6 +124,23 @@ class LocalBackend(Generic[ModelT]):
                     violations=[FieldViolation("config.task", f"{spec.name} cannot translate")],
                 )
 
+    def _engine_request(
+        self, options: TranscriptionOptions, prompt: str, *, interim: bool = False
+    ) -> tuple[ModelSpec, EngineRequest]:
+        """The model and the engine's request for options; refused while the default model is still loading."""
+        if not self._ready:
+            raise BackendNotReady("the local backend is still loading its model")
+        spec = self._spec(options.model)
+        request = EngineRequest(
+            language=primary_language(options.language) or ("en" if not spec.multilingual else None),
+            task=options.task,
+            prompt=prompt,
+            temperature=options.temperature,
+            word_timestamps=options.word_timestamps and not interim,
+            quick=interim,
+        )
+        return spec, request
+
     def _spec(self, model: str) -> ModelSpec:
         name = model or self.default_model
         spec = self.pool.specs.get(name)
@@ -143,16 +160,7 @@ class LocalBackend(Generic[ModelT]):
         progress: Progress | None = None,
     ) -> Transcript:
         """Transcribe on the shared workers; the model is loaded there if needed."""
-        if not self._ready:
-            raise BackendNotReady("the local backend is still loading its model")
-        spec = self._spec(options.model)
-        request = EngineRequest(
-            language=primary_language(options.language) or ("en" if not spec.multilingual else None),
-            task=options.task,
-            prompt=options.prompt,
-            temperature=options.temperature,
-            word_timestamps=options.word_timestamps,
-        )
+        spec, request = self._engine_request(options, options.prompt)
         path, seconds = Path(audio.whisper_input), audio.info.duration
         job = _Job(self._threads.job(), spec.name, path, request, deadline)
         try:
@@ -249,17 +257,7 @@ class LocalBackend(Generic[ModelT]):
         self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
     ) -> tuple[Segment, ...]:
         """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals."""
-        if not self._ready:
-            raise BackendNotReady("the local backend is still loading its model")
-        spec = self._spec(options.model)
-        request = EngineRequest(
-            language=primary_language(options.language) or ("en" if not spec.multilingual else None),
-            task=options.task,
-            prompt=prompt,
-            temperature=options.temperature,
-            word_timestamps=options.word_timestamps and not interim,
-            quick=interim,
-        )
+        spec, request = self._engine_request(options, prompt, interim=interim)
         job = self._live_threads.job()
         try:
             return await job.run(self._recognize_sync, spec.name, samples, request)

@@ -141,9 +141,6 @@ def api_router(transcriber: Transcriber, tokens: TokenCheck | None, idle_seconds
         """Translate the uploaded audio's speech to English text."""
         return await audio(request, Task.TRANSLATE)
 
-    # Live captions (issue 9, "Live transcription"): a WebSocket route (`/v1/audio/live`) goes here, converting
-    # audio frames to the core's live session and its interims and finals back to JSON messages.
-
     @router.get("/models", summary="The models this server serves")
     async def list_models() -> dict[str, Any]:
         """`whisper-1` (the server's default backend and model), then every model each backend lists."""
