@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import re
-import shutil
 import time
 import wave
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from bench.data.make_bench_audio import ESPEAK_RATE, RATE, Samples, resample, speak
-from bench.data.make_long_audio import GENERATED, PARAGRAPHS, PITCHES, SPEEDS_WPM, VOICES, WORD_GAPS
+from bench.data.make_long_audio import GENERATED, PARAGRAPHS, PITCHES, SPEEDS_WPM, VOICES, WORD_GAPS, build_cached
 
 VERSION = 3
 """Bump when the audio this module makes changes, so cached recordings are made again."""
@@ -155,24 +153,11 @@ def generate(seconds: float, target: Path) -> dict[str, Any]:
 
 def ensure(seconds: float) -> LiveAudio:
     """The cached recording of about `seconds` seconds, generated first when missing or out of date."""
-    if shutil.which("espeak-ng") is None and not _cached(seconds):
-        raise RuntimeError("espeak-ng is needed to generate the live benchmark audio: apt-get install -y espeak-ng")
     started = time.perf_counter()
-    generated_now = not _cached(seconds)
-    if generated_now:
-        final = folder(seconds)
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        manifest = generate(seconds, partial)
-        (partial / "references.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
+    generated_now = build_cached(
+        folder(seconds), VERSION, lambda into: generate(seconds, into), "the live benchmark audio"
+    )
     return load(seconds, time.perf_counter() - started, generated_now)
-
-
-def _cached(seconds: float) -> bool:
-    manifest = folder(seconds) / "references.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION
 
 
 def load(seconds: float, generation_seconds: float = 0.0, generated_now: bool = False) -> LiveAudio:

@@ -9,6 +9,7 @@ import os
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -257,24 +258,28 @@ def generate(minutes: float, target: Path) -> dict[str, Any]:
 
 def ensure(minutes: float) -> LongAudio:
     """The cached recording of about `minutes` minutes, generated first when missing or out of date."""
-    if shutil.which("espeak-ng") is None and not _cached(minutes):
-        raise RuntimeError("espeak-ng is needed to generate the long recording: apt-get install -y espeak-ng")
     started = time.perf_counter()
-    generated_now = not _cached(minutes)
-    if generated_now:
-        final = folder(minutes)
-        partial = final.with_name(final.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        manifest = generate(minutes, partial)
-        (partial / "references.json").write_text(json.dumps(manifest, indent=2) + "\n")
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
+    generated_now = build_cached(folder(minutes), VERSION, lambda into: generate(minutes, into), "the long recording")
     return load(minutes, time.perf_counter() - started, generated_now)
 
 
-def _cached(minutes: float) -> bool:
-    manifest = folder(minutes) / "references.json"
-    return manifest.is_file() and json.loads(manifest.read_text()).get("version") == VERSION
+def build_cached(final: Path, version: int, make: Callable[[Path], dict[str, Any]], what: str) -> bool:
+    """Make generated audio in `final` unless its references.json already has `version`; True when made now.
+
+    It is made in a `.partial` folder beside it and swapped in whole, so an interrupted run leaves no half cache.
+    """
+    manifest = final / "references.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("version") == version:
+        return False
+    if shutil.which("espeak-ng") is None:
+        raise RuntimeError(f"espeak-ng is needed to generate {what}: apt-get install -y espeak-ng")
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    made = make(partial)
+    (partial / "references.json").write_text(json.dumps(made, indent=2) + "\n")
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return True
 
 
 def load(minutes: float, generation_seconds: float = 0.0, generated_now: bool = False) -> LongAudio:
