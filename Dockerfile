@@ -63,10 +63,12 @@ FROM python:3.11-slim-bookworm AS runtime
 
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
-# A fixed, non-root UID/GID (10001) that Kubernetes' runAsNonRoot can verify (deploy/k8s uses the same).
+# A fixed, non-root UID/GID (10001) that Kubernetes' runAsNonRoot can verify (deploy/k8s uses the same),
+# and the jobs data folder (TRANSCRIBE_DATA_DIR below), the one place outside /tmp the server writes.
 RUN groupadd --system --gid 10001 transcribe \
     && useradd --system --uid 10001 --gid 10001 --home-dir /home/transcribe --create-home \
-        --shell /usr/sbin/nologin transcribe
+        --shell /usr/sbin/nologin transcribe \
+    && install -d -o 10001 -g 10001 -m 0750 /var/lib/transcribe
 
 # Same path as in the builder: a venv's scripts name their interpreter by absolute path.
 COPY --from=builder /opt/venv /opt/venv
@@ -78,7 +80,9 @@ COPY deploy/healthcheck.py deploy/bake_models.py /opt/transcribe/
 #   docker run -v /srv/whisper-small-ct2:/models/small:ro -e TRANSCRIBE_LOCAL_MODEL=/models/small ...
 # (a CTranslate2 folder for faster-whisper, a .pt file for openai-whisper). A model given by hub name is
 # downloaded into TRANSCRIBE_MODEL_CACHE_DIR: for that, point it at a writable volume (deploy/README.md).
-# Caches that libraries may write (numba, Hugging Face, XDG) go to /tmp, the one writable place.
+# Caches that libraries may write (numba, Hugging Face, XDG) go to /tmp. Long-running jobs keep their records
+# (SQLite, when they run embedded in the server) and their uploaded audio in TRANSCRIBE_DATA_DIR, a volume:
+# with TRANSCRIBE_BROKER_URL set (Celery on Redis), servers and `transcribe-worker` containers must share it.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -86,9 +90,12 @@ ENV PATH=/opt/venv/bin:$PATH \
     TRANSCRIBE_PORT=50051 \
     TRANSCRIBE_METRICS_PORT=9090 \
     TRANSCRIBE_MODEL_CACHE_DIR=/opt/transcribe/models \
+    TRANSCRIBE_DATA_DIR=/var/lib/transcribe \
     XDG_CACHE_HOME=/tmp/.cache \
     HF_HOME=/tmp/.cache/huggingface \
     NUMBA_CACHE_DIR=/tmp/.cache/numba
+
+VOLUME ["/var/lib/transcribe"]
 
 USER 10001:10001
 WORKDIR /home/transcribe

@@ -10,7 +10,7 @@ BUF_VERSION := 1.59.0
 PROTO_SRC := $(shell find protos -name '*.proto')
 GEN := gen/python
 
-.PHONY: install browser run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench bench-audio load ci clean lock
+.PHONY: install browser redis run test lint proto proto-check buf-lint buf-breaking node-test deploy-lint fixtures bench bench-audio load ci clean lock
 
 install: $(STAMP)
 
@@ -34,8 +34,18 @@ browser:
 	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 
+## Debian's redis-server for the jobs tests (Celery on Redis), installed when absent (CI runs as root).
+## The tests start their own redis-server processes on loopback, so the system service that the package
+## starts on systemd hosts is stopped and disabled again: nothing is left running.
+redis:
+	@if ! command -v redis-server >/dev/null; then \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server \
+	  && if [ -d /run/systemd/system ]; then $$sudo systemctl disable --now --quiet redis-server; fi; \
+	fi
+
 ## The full test suite.
-test: install $(BUF) browser
+test: install $(BUF) browser redis
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## Regenerate the Python code from the proto (messages, gRPC stubs, typed stubs).
@@ -49,7 +59,7 @@ proto-check: install
 
 buf-lint: $(BUF)
 	$(BUF) lint
-	$(BUF) format --diff --exit-code
+	$(BUF) format --path protos/transcribe --diff --exit-code
 
 lint: install buf-lint
 	$(PY) -m ruff check .

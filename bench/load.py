@@ -180,6 +180,7 @@ def start_server(fake: FakeOpenAIServer, work: Path) -> ServerProcess:
         TRANSCRIBE_HTTP_HOST="127.0.0.1",
         TRANSCRIBE_HTTP_PORT="0",
         TRANSCRIBE_TEMP_DIR=str(temp_dir),
+        TRANSCRIBE_DATA_DIR=str(temp_dir / "data"),
         TRANSCRIBE_MODEL_CACHE_DIR=str(MODEL_CACHE),
         TRANSCRIBE_GRACE_PERIOD_SECONDS="20",
         OPENAI_API_KEY=fake.api_key or "",

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -49,6 +50,10 @@ class ServerProcess:
 
     def __init__(self, settings: Mapping[str, str] | None = None) -> None:
         self._env = server_env(**(settings or {}))
+        self._data = None
+        if "data_dir" not in (settings or {}):
+            self._data = tempfile.TemporaryDirectory(prefix="transcribe-bench-data-")
+            self._env["TRANSCRIBE_DATA_DIR"] = self._data.name
         self._process: subprocess.Popen[str] | None = None
         self._port: int | None = None
         self._listening = threading.Event()
@@ -134,6 +139,8 @@ class ServerProcess:
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         self._stop()
+        if self._data is not None:
+            self._data.cleanup()
 
     def _stop(self) -> None:
         if self.channel is not None:

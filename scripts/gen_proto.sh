@@ -7,7 +7,7 @@ out="$(realpath "$2")"
 bin="$(dirname "$py")"
 rm -rf "$out/transcribe"
 cd "$(dirname "$0")/../protos"
-mapfile -t protos < <(find . -name '*.proto' | sed 's|^\./||' | sort)
+mapfile -t protos < <(find transcribe -name '*.proto' | sed 's|^\./||' | sort)
 PATH="$bin:$PATH" "$py" -m grpc_tools.protoc -I . \
   --python_out="$out" --grpc_python_out="$out" \
   --mypy_out="$out" --mypy_grpc_out="$out" \

@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from wsgiref.simple_server import WSGIServer
 
 import av.logging
 from grpc_health.v1 import health
@@ -26,27 +27,46 @@ log = logging.getLogger("service")
 async def start_backends(app: App, health_servicer: health.aio.HealthServicer, readiness: Readiness) -> None:
     """Load models, then report SERVING (and ready over HTTP)."""
     await app.transcriber.start()
+    await app.jobs.start()
     await set_serving(health_servicer, serving=True)
     readiness.ready = True
     log.info("backends ready; serving")
 
 
+async def open_folders(app: App) -> None:
+    """Open the upload folder and the jobs (their store and audio folder); exit when they cannot be opened."""
+    app.store.open()
+    try:
+        await app.jobs.open()
+    except (OSError, RuntimeError) as error:
+        log.error("cannot open the jobs: %s", error)
+        app.store.close()
+        raise SystemExit(1) from None
+
+
+def start_metrics(app: App) -> WSGIServer | None:
+    """The Prometheus endpoint, when metrics are on."""
+    settings = app.settings
+    if app.metrics is None or settings.metrics_port is None:
+        return None
+    metrics_server, _ = start_http_server(settings.metrics_port, settings.metrics_host, registry=app.metrics.registry)
+    log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_server.server_port)
+    return metrics_server
+
+
 async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | None = None) -> None:
     """Serve until `stop` is set, then drain in-flight calls within the grace period."""
     settings = app.settings
-    app.store.open()
-    server, port, health_servicer = create_server(settings, app.transcriber, app.live, app.recorder)
+    await open_folders(app)
+    server, port, health_servicer = create_server(
+        settings, app.transcriber, app.live, app.recorder, jobs=app.jobs, fetcher=app.fetcher
+    )
     readiness = Readiness()
     http_server = None
     if settings.http_port >= 0:
         face = create_app(settings, app.transcriber, app.live, app.recorder, readiness)
         http_server = create_server_for(face, settings)
-    metrics_server = None
-    if app.metrics is not None and settings.metrics_port is not None:
-        metrics_server, _ = start_http_server(
-            settings.metrics_port, settings.metrics_host, registry=app.metrics.registry
-        )
-        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, metrics_server.server_port)
+    metrics_server = start_metrics(app)
     await set_serving(health_servicer, serving=False)
     try:
         http_port = await http_server.start() if http_server is not None else None
@@ -57,6 +77,7 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
             settings.http_port,
             error.strerror,
         )
+        await app.jobs.aclose()
         app.store.close()
         raise SystemExit(1) from None
     await server.start()
@@ -95,6 +116,7 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
         await asyncio.gather(
             server.stop(settings.grace_period_seconds), *([http_server.stop()] if http_server is not None else [])
         )
+        await app.jobs.aclose()
         await app.transcriber.aclose()
         app.store.close()
         if metrics_server is not None:

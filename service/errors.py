@@ -164,3 +164,57 @@ class LiveNotSupported(TranscribeError):
     """The backend cannot do what the live config asks (interim results need a local engine)."""
 
     reason = "LIVE_NOT_SUPPORTED"
+
+
+class JobNotFound(TranscribeError):
+    """No job has the given name (it never existed, was deleted, or its retention time passed)."""
+
+    reason = "JOB_NOT_FOUND"
+
+
+class JobQueueFull(TranscribeError):
+    """The job queue holds as many waiting jobs as the server allows."""
+
+    reason = "JOB_QUEUE_FULL"
+
+
+class JobCancelled(TranscribeError):
+    """The job was cancelled before it finished."""
+
+    reason = "JOB_CANCELLED"
+
+
+class InvalidJobQuery(TranscribeError):
+    """A job listing's filter, page size or page token is invalid."""
+
+    reason = "INVALID_JOB_QUERY"
+
+
+class InvalidUri(TranscribeError):
+    """The audio URI is malformed, has no host, or uses a scheme other than http or https."""
+
+    reason = "URI_INVALID"
+
+
+class UriForbidden(TranscribeError):
+    """The server does not fetch from the URI: its address, its port, or too many redirects (metadata.rule)."""
+
+    reason = "URI_FORBIDDEN"
+
+
+class UriNotFound(TranscribeError):
+    """The URI's server answered that nothing is there (404 or 410)."""
+
+    reason = "URI_NOT_FOUND"
+
+
+class UriUnavailable(TranscribeError):
+    """The URI's server could not be reached or did not deliver the recording."""
+
+    reason = "URI_UNAVAILABLE"
+
+
+class UriTimeout(TranscribeError):
+    """Connecting to the URI's server, reading from it, or the whole fetch took too long."""
+
+    reason = "URI_TIMEOUT"

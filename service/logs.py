@@ -50,3 +50,6 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Their DEBUG traces print URLs and headers (a redirect's signed query among them), which must stay out of logs.
+    for chatty in ("httpcore", "httpx"):
+        logging.getLogger(chatty).setLevel(max(logging.INFO, root.level))

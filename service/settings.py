@@ -9,6 +9,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.audio.fetch import parse_allowed_ports, parse_allowlist
+
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -85,6 +87,19 @@ class Settings(BaseSettings):
     max_connection_age_seconds: float = Field(default=300.0, ge=1, le=WEEK)
     """Connections are closed (gracefully) after this many seconds (1 to 604800, a week), so clients re-resolve and
     spread over new replicas."""
+    uri_allowlist: str = ""
+    """Comma-separated host names and CIDR ranges (IPv4 or IPv6) audio may be fetched from although they are not
+    public, e.g. "minio.internal,10.20.0.0/16"; empty (the default) fetches from public unicast addresses only."""
+    uri_allowed_ports: str = "80,443"
+    """Comma-separated TCP ports (1 to 65535) audio URIs may use, allowlisted hosts included; default 80 and 443."""
+    uri_connect_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    """Seconds (above 0, at most 300) to resolve an audio URI's host and connect to it, per hop."""
+    uri_read_timeout_seconds: float = Field(default=30.0, gt=0, le=HOUR)
+    """Seconds (above 0, at most 3600) an audio URI's server may send nothing before the fetch ends."""
+    uri_timeout_seconds: float = Field(default=600.0, gt=0, le=DAY)
+    """Seconds (above 0, at most 86400) one whole fetch of an audio URI may take, redirects included."""
+    uri_max_redirects: int = Field(default=5, ge=0, le=10)
+    """Redirects (0 to 10) followed from an audio URI, each checked like the URI itself; 0 follows none."""
 
     live_max_sessions: int = Field(default=4, ge=0, le=1000)
     """Live transcription streams at once (0 turns live transcription off); one more is refused at once with
@@ -98,6 +113,24 @@ class Settings(BaseSettings):
     """The pause, in seconds (0.2 to 5), that ends an utterance when the stream's config does not say."""
     live_interim_interval_seconds: float = Field(default=1.0, ge=0.1, le=10.0)
     """Seconds of new speech (0.1 to 10) between two interim recognitions of an utterance."""
+
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "transcribe")
+    """Folder of the jobs: their records (SQLite, embedded mode) and each uploaded job's audio until it is done. With
+    a broker, every server and worker must see the same folder (a shared volume) for uploaded jobs."""
+    broker_url: SecretStr | None = None
+    """redis://host:port/db of a Redis server: jobs then run on Celery workers (`transcribe-worker`) and their
+    records live in that Redis, shared by every server. Unset runs jobs inside the server (embedded)."""
+    jobs_workers: int = Field(default=2, ge=1, le=64)
+    """Jobs run at once by one server (embedded) or one worker process (1 to 64); they share the local backend's
+    workers with direct calls."""
+    jobs_queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    """Jobs allowed to wait to run (1 to 1000000); one more is refused with RESOURCE_EXHAUSTED (JOB_QUEUE_FULL)."""
+    jobs_retention_seconds: float = Field(default=DAY, ge=1, le=90 * DAY)
+    """Seconds a finished job's record and result are kept before they are deleted (1 s to 90 days, default a
+    day); a job's audio is deleted as soon as the job is done."""
+    jobs_lease_seconds: float = Field(default=30.0, ge=1, le=HOUR)
+    """A running job's worker renews its lease about every second; a job whose lease is this many seconds old (1 to
+    3600) was lost with its worker and runs again on another."""
 
     local_engine: LocalEngineName = "faster-whisper"
     """Local engine: faster-whisper (CTranslate2, the fastest here) or openai-whisper (the reference)."""
@@ -173,6 +206,18 @@ class Settings(BaseSettings):
     """Port of the Prometheus /metrics endpoint; 0 picks a free port; unset turns metrics off."""
     metrics_host: str = "0.0.0.0"  # noqa: S104 (a metrics endpoint is scraped from outside the pod)
     """Address of the metrics endpoint."""
+
+    @field_validator("uri_allowlist")
+    @classmethod
+    def _uri_allowlist_parses(cls, value: str) -> str:
+        parse_allowlist(value)
+        return value
+
+    @field_validator("uri_allowed_ports")
+    @classmethod
+    def _uri_allowed_ports_parse(cls, value: str) -> str:
+        parse_allowed_ports(value)
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from service.audio.fetch import UriFetcher, UriPolicy
 from service.audio.store import UploadStore
 from service.backends.base import TranscriptionBackend
 from service.backends.local import LocalBackend
@@ -20,6 +22,10 @@ from service.engines.base import LocalEngine
 from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine
 from service.engines.openai_whisper import OpenAIWhisperEngine
+from service.jobs.audio import JobAudio
+from service.jobs.runner import EmbeddedRunner, JobExecutor, Leases
+from service.jobs.service import JobDispatcher, JobService
+from service.jobs.store import JobStore, SqliteJobStore
 from service.settings import Settings
 
 
@@ -31,6 +37,9 @@ class App:
     store: UploadStore
     transcriber: Transcriber
     live: LiveTranscriber
+    fetcher: UriFetcher
+    jobs: JobService
+    executor: JobExecutor
     metrics: CallMetrics | None
     recorder: CallRecorder
 
@@ -85,6 +94,44 @@ def build_backends(settings: Settings) -> dict[BackendKind, TranscriptionBackend
     return backends
 
 
+def build_jobs(settings: Settings, transcriber: Transcriber, fetcher: UriFetcher) -> tuple[JobService, JobExecutor]:
+    """The jobs: in this process on SQLite by default; on Celery workers, with records in Redis, given a broker."""
+    audio = JobAudio(settings.data_dir / "audio")
+    leases = Leases(lease_seconds=settings.jobs_lease_seconds, retention_seconds=settings.jobs_retention_seconds)
+    store: JobStore
+    dispatcher: JobDispatcher
+    if settings.broker_url is None:
+        store = SqliteJobStore(settings.data_dir / "jobs.sqlite3")
+    else:
+        from service.jobs.redis_store import RedisJobStore
+
+        store = RedisJobStore(settings.broker_url.get_secret_value())
+    executor = JobExecutor(
+        store=store,
+        transcriber=transcriber,
+        fetcher=fetcher,
+        audio=audio,
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        leases=leases,
+    )
+    if settings.broker_url is None:
+        dispatcher = EmbeddedRunner(executor, store, settings.jobs_workers, settings.jobs_retention_seconds)
+    else:
+        from service.jobs.celery_queue import CeleryQueue
+
+        dispatcher = CeleryQueue(settings.broker_url.get_secret_value())
+    service = JobService(
+        store=store,
+        dispatcher=dispatcher,
+        transcriber=transcriber,
+        fetcher=fetcher,
+        audio=audio,
+        leases=leases,
+        max_queued=settings.jobs_queue_size,
+    )
+    return service, executor
+
+
 def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBackend] | None = None) -> App:
     """Wire the upload store, backends, the core and the call recorder."""
     store = UploadStore(settings.temp_dir)
@@ -111,12 +158,30 @@ def build_app(settings: Settings, backends: Mapping[BackendKind, TranscriptionBa
         ),
         retry_after_seconds=settings.overload_retry_after_seconds,
     )
+    fetcher = build_uri_fetcher(settings)
+    jobs, executor = build_jobs(settings, transcriber, fetcher)
     metrics = CallMetrics(transcriber) if settings.metrics_port is not None else None
     return App(
         settings=settings,
         store=store,
         transcriber=transcriber,
         live=live,
+        fetcher=fetcher,
+        jobs=jobs,
+        executor=executor,
         metrics=metrics,
         recorder=CallRecorder(metrics),
     )
+
+
+def build_uri_fetcher(settings: Settings) -> UriFetcher:
+    """The fetcher of audio URIs, under the allowlist, ports, timeouts and redirect limit the settings give."""
+    policy = UriPolicy.from_text(
+        settings.uri_allowlist,
+        settings.uri_allowed_ports,
+        connect_timeout_seconds=settings.uri_connect_timeout_seconds,
+        read_timeout_seconds=settings.uri_read_timeout_seconds,
+        total_timeout_seconds=settings.uri_timeout_seconds,
+        max_redirects=settings.uri_max_redirects,
+    )
+    return UriFetcher(policy)

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from google.longrunning import operations_grpc_pb2 as lro_grpc
 from grpc_health.v1 import health
 
 from service.audio.store import UploadStore
@@ -27,6 +28,7 @@ from service.engines.faster_whisper import FasterWhisperEngine
 from service.engines.openai_whisper import OpenAIWhisperEngine
 from service.faces.grpc.app import create_server, set_serving
 from service.faces.http import HttpServer, Readiness, create_app, create_server_for
+from service.jobs.service import JobService
 from service.settings import Settings
 from service.wiring import build_app
 from tests.fakes.openai_server import FakeOpenAIServer
@@ -116,6 +118,8 @@ class RunningServer:
     server: grpc.aio.Server
     settings: Settings
     metrics: CallMetrics
+    jobs: JobService
+    operations: lro_grpc.OperationsStub
     owned: list[TranscriptionBackend] = field(default_factory=list)
     http: HttpServer | None = None
     http_url: str = ""
@@ -145,17 +149,22 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
     upload file behind."""
     running: list[RunningServer] = []
     uploads = tmp_path / "uploads"
+    data = tmp_path / "data"
 
     async def start(backends: dict[BackendKind, TranscriptionBackend] | None = None, **overrides: Any) -> RunningServer:
         defaults: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "http_host": "127.0.0.1", "http_port": -1}
-        settings = Settings(**defaults | {"temp_dir": uploads} | overrides)
+        data_dir = data / str(len(running))
+        settings = Settings(**defaults | {"temp_dir": uploads, "data_dir": data_dir} | overrides)
         chosen = backends if backends is not None else {BackendKind.LOCAL: local_backend}
         app = build_app(settings, chosen)
         store, transcriber = app.store, app.transcriber
         store.open()
+        await app.jobs.open()
         metrics = CallMetrics(transcriber)
         recorder = CallRecorder(metrics)
-        server, port, health_servicer = create_server(settings, transcriber, app.live, recorder)
+        server, port, health_servicer = create_server(
+            settings, transcriber, app.live, recorder, jobs=app.jobs, fetcher=app.fetcher
+        )
         await server.start()
         http, http_url = None, ""
         if settings.http_port >= 0:
@@ -164,6 +173,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
             http = create_server_for(create_app(settings, transcriber, app.live, recorder, readiness), settings)
             http_url = f"{http.scheme}://127.0.0.1:{await http.start()}"
         await transcriber.start()
+        await app.jobs.start()
         await set_serving(health_servicer, serving=True)
         target = f"127.0.0.1:{port}"
         channel = grpc.aio.insecure_channel(target, options=[("grpc.max_send_message_length", -1)])
@@ -178,6 +188,8 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
             server=server,
             settings=settings,
             metrics=metrics,
+            jobs=app.jobs,
+            operations=lro_grpc.OperationsStub(channel),  # type: ignore[no-untyped-call]
             owned=[b for b in chosen.values() if not isinstance(b, LocalBackend)],
             http=http,
             http_url=http_url,
@@ -191,10 +203,13 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
         await handle.server.stop(None)
         if handle.http is not None:
             await handle.http.stop()
+        await handle.jobs.aclose()
+        job_audio = handle.jobs.audio.names()
         leftovers = handle.store.files()
         handle.store.close()
         for backend in handle.owned:
             await backend.aclose()
         assert leftovers == [], f"upload files left behind: {leftovers}"
+        assert job_audio == [], f"job audio left behind: {job_audio}"
     if uploads.exists():
         assert [p for p in uploads.rglob("*") if p.is_file()] == []

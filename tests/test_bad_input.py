@@ -365,7 +365,9 @@ async def shared(tmp_path_factory: pytest.TempPathFactory, local_backend: LocalB
     backend = RecordingBackend(local_backend)
     app = build_app(settings, {BackendKind.LOCAL: backend})
     app.store.open()
-    server, port, _ = create_server(settings, app.transcriber, app.live, app.recorder)
+    server, port, _ = create_server(
+        settings, app.transcriber, app.live, app.recorder, jobs=app.jobs, fetcher=app.fetcher
+    )
     await server.start()
     await app.transcriber.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", -1)])

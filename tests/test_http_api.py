@@ -525,7 +525,14 @@ async def test_serve_hosts_both_faces_and_drains_http_with_grpc(
     """serve() answers /readyz 503 until the backends load, 200 after; on stop an HTTP call in flight completes."""
     gate, stop = asyncio.Event(), asyncio.Event()
     port = free_port()
-    settings = Settings(host="127.0.0.1", port=0, http_host="127.0.0.1", http_port=port, temp_dir=tmp_path / "uploads")
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        http_host="127.0.0.1",
+        http_port=port,
+        temp_dir=tmp_path / "uploads",
+        data_dir=tmp_path / "data",
+    )
     app = build_app(settings, backends={BackendKind.LOCAL: GatedBackend(local_backend, gate)})
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(app, stop, listening))

@@ -41,6 +41,7 @@ def server_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         TRANSCRIBE_HTTP_HOST="127.0.0.1",
         TRANSCRIBE_HTTP_PORT="0",
         TRANSCRIBE_TEMP_DIR=str(tmp_path / "uploads"),
+        TRANSCRIBE_DATA_DIR=str(tmp_path / "data"),
         TRANSCRIBE_MODEL_CACHE_DIR=str(MODEL_CACHE),
         TRANSCRIBE_LOCAL_WORKERS="1",
     )
@@ -106,7 +107,14 @@ async def test_health_is_not_serving_until_backends_are_ready_and_after_stop(
 ) -> None:
     """Health is NOT_SERVING while models load, SERVING when ready, NOT_SERVING on shutdown."""
     gate, stop = asyncio.Event(), asyncio.Event()
-    settings = Settings(host="127.0.0.1", port=0, http_host="127.0.0.1", http_port=0, temp_dir=tmp_path / "uploads")
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        http_host="127.0.0.1",
+        http_port=0,
+        temp_dir=tmp_path / "uploads",
+        data_dir=tmp_path / "data",
+    )
     app = build_app(settings, backends={BackendKind.LOCAL: GatedBackend(local_backend, gate)})
     listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve(app, stop, listening))

@@ -78,7 +78,8 @@ def replicas(tmp_path: Path) -> Iterator[list[Replica]]:
         restarted = UploadStore(tmp_path / f"replica{index}" / "uploads")
         restarted.open()
         restarted.close()
-    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+    uploads_and_job_audio = [*tmp_path.glob("replica*/uploads"), *tmp_path.glob("replica*/data/audio")]
+    assert [p for folder in uploads_and_job_audio for p in folder.rglob("*") if p.is_file()] == []
 
 
 def test_calls_spread_over_replicas_and_survive_losing_one(replicas: list[Replica]) -> None:

@@ -147,7 +147,9 @@ async def test_every_accepted_extreme_builds_a_server(edge: typing.Callable[[str
     values: dict[str, Any] = {name: edge(name) for name in NUMERIC}
     settings = Settings(**values | {"host": "127.0.0.1", "port": 0})
     app = build_app(settings, {BackendKind.LOCAL: IdleBackend()})
-    server, port, _ = create_server(settings, app.transcriber, app.live, app.recorder)
+    server, port, _ = create_server(
+        settings, app.transcriber, app.live, app.recorder, jobs=app.jobs, fetcher=app.fetcher
+    )
     try:
         assert port > 0
     finally:

@@ -226,7 +226,14 @@ class ThreadedServer:
     async def _start(self) -> None:
         self.app = build_app(self._settings, {BackendKind.OPENAI: openai_backend_for(self._fake)})
         self.app.store.open()
-        self._server, port, _ = create_server(self._settings, self.app.transcriber, self.app.live, self.app.recorder)
+        self._server, port, _ = create_server(
+            self._settings,
+            self.app.transcriber,
+            self.app.live,
+            self.app.recorder,
+            jobs=self.app.jobs,
+            fetcher=self.app.fetcher,
+        )
         await self._server.start()
         await self.app.transcriber.start()
         self.target = f"127.0.0.1:{port}"

@@ -83,6 +83,11 @@ class Transcriber:
         """Raise the error a transcription with these options would fail with before reading any audio."""
         self._backend_for(options)
 
+    def upload_limit(self, options: TranscriptionOptions) -> int:
+        """The most bytes a recording for these options may have (checked options only)."""
+        kind, _ = self._backend_for(options)
+        return self._limits[kind]
+
     async def transcribe(
         self,
         options: TranscriptionOptions | Callable[[], TranscriptionOptions],

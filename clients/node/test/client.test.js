@@ -73,6 +73,7 @@ describe('transcribe client against the real server', { timeout: 120_000 }, () =
         TRANSCRIBE_HTTP_PORT: '0',
         TRANSCRIBE_MODEL_CACHE_DIR: process.env.TRANSCRIBE_TEST_MODEL_CACHE || path.join(REPO, '.cache', 'models'),
         TRANSCRIBE_TEMP_DIR: uploadDir,
+        TRANSCRIBE_DATA_DIR: path.join(workDir, 'data'),
         TRANSCRIBE_GRACE_PERIOD_SECONDS: '5',
       },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import grpc
+from google.longrunning import operations_grpc_pb2 as lro_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from service.audio.fetch import UriFetcher
 from service.calls.auth import TokenCheck
 from service.calls.log import CallRecorder
 from service.core.live import LiveTranscriber
 from service.core.transcriber import Transcriber
+from service.faces.grpc import operations
 from service.faces.grpc.interceptors import BearerTokenInterceptor, CallInterceptor, Linger
 from service.faces.grpc.servicer import TranscribeServicer
+from service.jobs.service import JobService
 from service.settings import Settings
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
@@ -20,7 +24,13 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TranscribeService"].full_name
 
 
 def create_server(
-    settings: Settings, transcriber: Transcriber, live: LiveTranscriber, recorder: CallRecorder
+    settings: Settings,
+    transcriber: Transcriber,
+    live: LiveTranscriber,
+    recorder: CallRecorder,
+    *,
+    jobs: JobService,
+    fetcher: UriFetcher,
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """A bound, not yet started server (NOT_SERVING), its port, and its health servicer."""
     # The call interceptor comes first, so it wraps the handlers later interceptors return and maps their errors.
@@ -43,12 +53,20 @@ def create_server(
         ],
     )
     pb_grpc.add_TranscribeServiceServicer_to_server(
-        TranscribeServicer(transcriber, live, settings.stream_idle_timeout_seconds), server
+        TranscribeServicer(transcriber, live, jobs, fetcher, settings.stream_idle_timeout_seconds), server
+    )
+    lro_grpc.add_OperationsServicer_to_server(  # type: ignore[no-untyped-call]
+        operations.OperationsServicer(jobs), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            operations.SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     address = f"{settings.host}:{settings.port}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from google.longrunning import operations_proto_pb2 as lro
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from service.domain import (
     BackendKind,
@@ -19,6 +21,8 @@ from service.domain import (
     Word,
 )
 from service.errors import FieldViolation, InvalidConfig
+from service.faces.grpc.errors import internal_rich_status, rich_status
+from service.jobs.model import Job, JobState
 from transcribe.v1 import transcribe_service_pb2 as pb
 
 _BACKENDS = {
@@ -174,3 +178,52 @@ def model_to_proto(model: ModelDescription) -> pb.ModelInfo:
         multilingual=model.multilingual,
         is_default=model.is_default,
     )
+
+
+OPERATIONS_PREFIX = "operations/"
+_JOB_STATES = {
+    JobState.QUEUED: pb.JOB_STATE_QUEUED,
+    JobState.RUNNING: pb.JOB_STATE_RUNNING,
+    JobState.SUCCEEDED: pb.JOB_STATE_SUCCEEDED,
+    JobState.FAILED: pb.JOB_STATE_FAILED,
+    JobState.CANCELLED: pb.JOB_STATE_CANCELLED,
+}
+
+
+def job_to_operation(job: Job) -> lro.Operation:
+    """The google.longrunning.Operation of a job: metadata always; response or error once it is done."""
+    metadata = pb.TranscriptionJobMetadata(
+        state=_JOB_STATES[job.state],
+        progress_percent=min(100, int(job.progress * 100)),
+        create_time=_timestamp(job.create_time),
+        update_time=_timestamp(job.update_time),
+        uri=job.shown_uri,
+        attempt=job.attempt,
+        worker=job.worker,
+    )
+    if job.start_time is not None:
+        metadata.start_time.CopyFrom(_timestamp(job.start_time))
+    if job.expire_time is not None:
+        metadata.expire_time.CopyFrom(_timestamp(job.expire_time))
+    if job.duration is not None:
+        metadata.audio_duration.CopyFrom(duration(job.duration))
+    operation = lro.Operation(name=OPERATIONS_PREFIX + job.id, done=job.state.done)
+    operation.metadata.Pack(metadata)
+    if job.transcript is not None:
+        operation.response.Pack(pb.SubmitTranscriptionResponse(transcript=transcript_to_proto(job.transcript)))
+    elif job.failure is not None:
+        error = job.failure.error()
+        operation.error.CopyFrom(internal_rich_status() if error is None else rich_status(error))
+    return operation
+
+
+def job_state_from_name(name: str) -> JobState | None:
+    """The state a filter names, with or without the JOB_STATE_ prefix, in any case; None for an unknown name."""
+    wanted = name.upper().removeprefix("JOB_STATE_")
+    return next((state for state in JobState if state.name == wanted), None)
+
+
+def _timestamp(seconds: float) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromNanoseconds(round(seconds * 1e9))
+    return stamp

@@ -34,6 +34,15 @@ STATUS_CODES: dict[type[errors.TranscribeError], grpc.StatusCode] = {
     errors.SpeechStartTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.LiveSessionTooLong: grpc.StatusCode.OUT_OF_RANGE,
     errors.LiveNotSupported: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.JobNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.JobQueueFull: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.JobCancelled: grpc.StatusCode.CANCELLED,
+    errors.InvalidJobQuery: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.InvalidUri: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.UriForbidden: grpc.StatusCode.PERMISSION_DENIED,
+    errors.UriNotFound: grpc.StatusCode.NOT_FOUND,
+    errors.UriUnavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.UriTimeout: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
 
 INTERNAL_MESSAGE = "internal error; the server logged the details"
@@ -49,6 +58,12 @@ def status_code(error: errors.TranscribeError) -> grpc.StatusCode:
 
 def to_status(error: errors.TranscribeError) -> grpc.Status:
     """The grpc.Status carrying a google.rpc.Status with ErrorInfo, BadRequest and RetryInfo details."""
+    status: grpc.Status = rpc_status.to_status(rich_status(error))
+    return status
+
+
+def rich_status(error: errors.TranscribeError) -> status_pb2.Status:
+    """The google.rpc.Status of a domain error, with ErrorInfo, BadRequest and RetryInfo details."""
     code = status_code(error)
     details = status_pb2.Status(code=code.value[0], message=error.message)
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN, metadata=error.metadata)
@@ -65,14 +80,18 @@ def to_status(error: errors.TranscribeError) -> grpc.Status:
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(round(error.retry_after_seconds * 1e9))
         details.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-    status: grpc.Status = rpc_status.to_status(details)
-    return status
+    return details
 
 
 def internal_status() -> grpc.Status:
     """A generic INTERNAL status that reveals nothing about the failure."""
+    status: grpc.Status = rpc_status.to_status(internal_rich_status())
+    return status
+
+
+def internal_rich_status() -> status_pb2.Status:
+    """The google.rpc.Status of an unexpected failure, revealing nothing about it."""
     info = error_details_pb2.ErrorInfo(reason="INTERNAL", domain=ERROR_DOMAIN)
     details = status_pb2.Status(code=code_pb2.INTERNAL, message=INTERNAL_MESSAGE)
     details.details.add().Pack(info)
-    status: grpc.Status = rpc_status.to_status(details)
-    return status
+    return details

@@ -28,8 +28,11 @@ STATUSES: dict[type[errors.TranscribeError], tuple[int, str | None]] = {
     errors.LiveSessionTooLong: (400, None),
     errors.LiveNotSupported: (400, None),
     errors.BackendNotConfigured: (400, "model"),
+    errors.InvalidUri: (400, None),
     errors.Unauthenticated: (401, None),
+    errors.UriForbidden: (403, None),
     errors.ModelNotFound: (404, "model"),
+    errors.UriNotFound: (404, None),
     errors.StreamIdle: (408, "file"),
     errors.SpeechStartTimeout: (408, None),
     errors.AudioTooLarge: (413, "file"),
@@ -37,10 +40,17 @@ STATUSES: dict[type[errors.TranscribeError], tuple[int, str | None]] = {
     errors.Overloaded: (429, None),
     errors.UpstreamRateLimited: (429, None),
     errors.UpstreamAuthFailed: (502, None),
+    errors.UriUnavailable: (502, None),
     errors.BackendNotReady: (503, None),
     errors.UpstreamUnavailable: (503, None),
     errors.DeadlineTooShort: (504, None),
     errors.UpstreamTimeout: (504, None),
+    # Jobs are a gRPC face's; these complete the table.
+    errors.InvalidJobQuery: (400, None),
+    errors.JobNotFound: (404, None),
+    errors.JobCancelled: (409, None),
+    errors.JobQueueFull: (429, None),
+    errors.UriTimeout: (504, None),
 }
 
 INTERNAL_MESSAGE = "internal error; the server logged the details"

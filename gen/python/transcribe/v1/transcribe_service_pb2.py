@@ -22,10 +22,12 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&transcribe/v1/transcribe_service.proto\x12\rtranscribe.v1\x1a\x1egoogle/protobuf/duration.proto\"\x80\x01\n\x16\x45xplicitDecodingConfig\x12.\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1c.transcribe.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\"\xac\x02\n\x13TranscriptionConfig\x12\'\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12!\n\x04task\x18\x06 \x01(\x0e\x32\x13.transcribe.v1.Task\x12 \n\x18\x65nable_word_time_offsets\x18\x07 \x01(\x08\x12G\n\x18\x65xplicit_decoding_config\x18\x08 \x01(\x0b\x32%.transcribe.v1.ExplicitDecodingConfigB\x0e\n\x0c_temperature\"j\n\x11TranscribeRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfig\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x42\x0e\n\x0c\x61udio_source\"C\n\x12TranscribeResponse\x12-\n\ntranscript\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.Transcript\"}\n\x17TranscribeStreamRequest\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"I\n\x18TranscribeStreamResponse\x12-\n\ntranscript\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.Transcript\"\xee\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\x12\x1c\n\x14language_probability\x18\x03 \x01(\x02\x12\x31\n\x0e\x61udio_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08segments\x18\x05 \x03(\x0b\x32 .transcribe.v1.TranscriptSegment\x12\'\n\x07\x62\x61\x63kend\x18\x06 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x07 \x01(\t\"\xe9\x01\n\x11TranscriptSegment\x12/\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04text\x18\x03 \x01(\t\x12&\n\x05words\x18\x04 \x03(\x0b\x32\x17.transcribe.v1.WordInfo\x12\x1f\n\x17\x61verage_log_probability\x18\x05 \x01(\x02\x12\x1d\n\x15no_speech_probability\x18\x06 \x01(\x02\"\x8d\x01\n\x08WordInfo\x12/\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.transcribe.v1.ModelInfo\"\x8c\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06loaded\x18\x04 \x01(\x08\x12\x14\n\x0cmultilingual\x18\x05 \x01(\x08\x12\x12\n\nis_default\x18\x06 \x01(\x08\"\xd6\x02\n\nLiveConfig\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x1d\n\x15voice_activity_events\x18\x03 \x01(\x08\x12\x37\n\x14speech_start_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12speech_end_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x0c\x61udio_format\x18\x06 \x01(\x0e\x32\x1e.transcribe.v1.LiveAudioFormat\x12\x19\n\x11sample_rate_hertz\x18\x07 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x08 \x01(\x05\"w\n\x15TranscribeLiveRequest\x12\x30\n\x0blive_config\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.LiveConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\xb7\x01\n\x16TranscribeLiveResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.transcribe.v1.LiveResult\x12\x39\n\x0evoice_activity\x18\x02 \x01(\x0b\x32!.transcribe.v1.VoiceActivityEvent\x12\'\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x04 \x01(\t\"\xc7\x01\n\nLiveResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12/\n\x0cstart_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05words\x18\x06 \x03(\x0b\x32\x17.transcribe.v1.WordInfo\"t\n\x12VoiceActivityEvent\x12\x33\n\x04type\x18\x01 \x01(\x0e\x32%.transcribe.v1.VoiceActivityEventType\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration*I\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42\x41\x43KEND_OPENAI\x10\x01\x12\x11\n\rBACKEND_LOCAL\x10\x02*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01*\x95\x01\n\x0fLiveAudioFormat\x12!\n\x1dLIVE_AUDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n\x1aLIVE_AUDIO_FORMAT_LINEAR16\x10\x01\x12\x1f\n\x1bLIVE_AUDIO_FORMAT_WEBM_OPUS\x10\x02\x12\x1e\n\x1aLIVE_AUDIO_FORMAT_OGG_OPUS\x10\x03*\x99\x01\n\x16VoiceActivityEventType\x12)\n%VOICE_ACTIVITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12*\n&VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN\x10\x01\x12(\n$VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END\x10\x02\x32\x83\x03\n\x11TranscribeService\x12Q\n\nTranscribe\x12 .transcribe.v1.TranscribeRequest\x1a!.transcribe.v1.TranscribeResponse\x12\x65\n\x10TranscribeStream\x12&.transcribe.v1.TranscribeStreamRequest\x1a\'.transcribe.v1.TranscribeStreamResponse(\x01\x12Q\n\nListModels\x12 .transcribe.v1.ListModelsRequest\x1a!.transcribe.v1.ListModelsResponse\x12\x61\n\x0eTranscribeLive\x12$.transcribe.v1.TranscribeLiveRequest\x1a%.transcribe.v1.TranscribeLiveResponse(\x01\x30\x01\x42\x81\x01\n\x11\x63om.transcribe.v1B\x16TranscribeServiceProtoP\x01ZBgithub.com/transcribe/transcribe/gen/go/transcribe/v1;transcribev1\xaa\x02\rTranscribe.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&transcribe/v1/transcribe_service.proto\x12\rtranscribe.v1\x1a#google/longrunning/operations.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\x01\n\x16\x45xplicitDecodingConfig\x12.\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x1c.transcribe.v1.AudioEncoding\x12\x19\n\x11sample_rate_hertz\x18\x02 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x03 \x01(\x05\"\xac\x02\n\x13TranscriptionConfig\x12\'\n\x07\x62\x61\x63kend\x18\x01 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x02 \x01(\t\x12\x15\n\rlanguage_code\x18\x03 \x01(\t\x12\x0e\n\x06prompt\x18\x04 \x01(\t\x12\x18\n\x0btemperature\x18\x05 \x01(\x02H\x00\x88\x01\x01\x12!\n\x04task\x18\x06 \x01(\x0e\x32\x13.transcribe.v1.Task\x12 \n\x18\x65nable_word_time_offsets\x18\x07 \x01(\x08\x12G\n\x18\x65xplicit_decoding_config\x18\x08 \x01(\x0b\x32%.transcribe.v1.ExplicitDecodingConfigB\x0e\n\x0c_temperature\"y\n\x11TranscribeRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfig\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x42\x0e\n\x0c\x61udio_source\"C\n\x12TranscribeResponse\x12-\n\ntranscript\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.Transcript\"}\n\x17TranscribeStreamRequest\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"I\n\x18TranscribeStreamResponse\x12-\n\ntranscript\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.Transcript\"\xee\x01\n\nTranscript\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x15\n\rlanguage_code\x18\x02 \x01(\t\x12\x1c\n\x14language_probability\x18\x03 \x01(\x02\x12\x31\n\x0e\x61udio_duration\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x32\n\x08segments\x18\x05 \x03(\x0b\x32 .transcribe.v1.TranscriptSegment\x12\'\n\x07\x62\x61\x63kend\x18\x06 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x07 \x01(\t\"\xe9\x01\n\x11TranscriptSegment\x12/\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04text\x18\x03 \x01(\t\x12&\n\x05words\x18\x04 \x03(\x0b\x32\x17.transcribe.v1.WordInfo\x12\x1f\n\x17\x61verage_log_probability\x18\x05 \x01(\x02\x12\x1d\n\x15no_speech_probability\x18\x06 \x01(\x02\"\x8d\x01\n\x08WordInfo\x12/\n\x0cstart_offset\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0c\n\x04word\x18\x03 \x01(\t\x12\x13\n\x0bprobability\x18\x04 \x01(\x02\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.transcribe.v1.ModelInfo\"\x8c\x01\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\'\n\x07\x62\x61\x63kend\x18\x02 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x0e\n\x06loaded\x18\x04 \x01(\x08\x12\x14\n\x0cmultilingual\x18\x05 \x01(\x08\x12\x12\n\nis_default\x18\x06 \x01(\x08\"\xd6\x02\n\nLiveConfig\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfig\x12\x17\n\x0finterim_results\x18\x02 \x01(\x08\x12\x1d\n\x15voice_activity_events\x18\x03 \x01(\x08\x12\x37\n\x14speech_start_timeout\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x12speech_end_timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x34\n\x0c\x61udio_format\x18\x06 \x01(\x0e\x32\x1e.transcribe.v1.LiveAudioFormat\x12\x19\n\x11sample_rate_hertz\x18\x07 \x01(\x05\x12\x1b\n\x13\x61udio_channel_count\x18\x08 \x01(\x05\"w\n\x15TranscribeLiveRequest\x12\x30\n\x0blive_config\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.LiveConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"\xb7\x01\n\x16TranscribeLiveResponse\x12*\n\x07results\x18\x01 \x03(\x0b\x32\x19.transcribe.v1.LiveResult\x12\x39\n\x0evoice_activity\x18\x02 \x01(\x0b\x32!.transcribe.v1.VoiceActivityEvent\x12\'\n\x07\x62\x61\x63kend\x18\x03 \x01(\x0e\x32\x16.transcribe.v1.Backend\x12\r\n\x05model\x18\x04 \x01(\t\"\xc7\x01\n\nLiveResult\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x10\n\x08is_final\x18\x02 \x01(\x08\x12\x11\n\tstability\x18\x03 \x01(\x02\x12/\n\x0cstart_offset\x18\x04 \x01(\x0b\x32\x19.google.protobuf.Duration\x12-\n\nend_offset\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12&\n\x05words\x18\x06 \x03(\x0b\x32\x17.transcribe.v1.WordInfo\"t\n\x12VoiceActivityEvent\x12\x33\n\x04type\x18\x01 \x01(\x0e\x32%.transcribe.v1.VoiceActivityEventType\x12)\n\x06offset\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x82\x01\n\x1aSubmitTranscriptionRequest\x12\x32\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfig\x12\x11\n\x07\x63ontent\x18\x02 \x01(\x0cH\x00\x12\r\n\x03uri\x18\x03 \x01(\tH\x00\x42\x0e\n\x0c\x61udio_source\"\x86\x01\n SubmitTranscriptionStreamRequest\x12\x34\n\x06\x63onfig\x18\x01 \x01(\x0b\x32\".transcribe.v1.TranscriptionConfigH\x00\x12\x17\n\raudio_content\x18\x02 \x01(\x0cH\x00\x42\x13\n\x11streaming_request\"L\n\x1bSubmitTranscriptionResponse\x12-\n\ntranscript\x18\x01 \x01(\x0b\x32\x19.transcribe.v1.Transcript\"\x80\x03\n\x18TranscriptionJobMetadata\x12&\n\x05state\x18\x01 \x01(\x0e\x32\x17.transcribe.v1.JobState\x12\x18\n\x10progress_percent\x18\x02 \x01(\x05\x12/\n\x0b\x63reate_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x31\n\x0e\x61udio_duration\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0b\n\x03uri\x18\x07 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x0e\n\x06worker\x18\t \x01(\t\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp*I\n\x07\x42\x61\x63kend\x12\x17\n\x13\x42\x41\x43KEND_UNSPECIFIED\x10\x00\x12\x12\n\x0e\x42\x41\x43KEND_OPENAI\x10\x01\x12\x11\n\rBACKEND_LOCAL\x10\x02*E\n\x04Task\x12\x14\n\x10TASK_UNSPECIFIED\x10\x00\x12\x13\n\x0fTASK_TRANSCRIBE\x10\x01\x12\x12\n\x0eTASK_TRANSLATE\x10\x02*L\n\rAudioEncoding\x12\x1e\n\x1a\x41UDIO_ENCODING_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x41UDIO_ENCODING_LINEAR16\x10\x01*\x95\x01\n\x0fLiveAudioFormat\x12!\n\x1dLIVE_AUDIO_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n\x1aLIVE_AUDIO_FORMAT_LINEAR16\x10\x01\x12\x1f\n\x1bLIVE_AUDIO_FORMAT_WEBM_OPUS\x10\x02\x12\x1e\n\x1aLIVE_AUDIO_FORMAT_OGG_OPUS\x10\x03*\x99\x01\n\x16VoiceActivityEventType\x12)\n%VOICE_ACTIVITY_EVENT_TYPE_UNSPECIFIED\x10\x00\x12*\n&VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN\x10\x01\x12(\n$VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END\x10\x02*\x9a\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x32\xcd\x05\n\x11TranscribeService\x12Q\n\nTranscribe\x12 .transcribe.v1.TranscribeRequest\x1a!.transcribe.v1.TranscribeResponse\x12\x65\n\x10TranscribeStream\x12&.transcribe.v1.TranscribeStreamRequest\x1a\'.transcribe.v1.TranscribeStreamResponse(\x01\x12Q\n\nListModels\x12 .transcribe.v1.ListModelsRequest\x1a!.transcribe.v1.ListModelsResponse\x12\x61\n\x0eTranscribeLive\x12$.transcribe.v1.TranscribeLiveRequest\x1a%.transcribe.v1.TranscribeLiveResponse(\x01\x30\x01\x12\x9b\x01\n\x13SubmitTranscription\x12).transcribe.v1.SubmitTranscriptionRequest\x1a\x1d.google.longrunning.Operation\":\xca\x41\x37\n\x1bSubmitTranscriptionResponse\x12\x18TranscriptionJobMetadata\x12\xa9\x01\n\x19SubmitTranscriptionStream\x12/.transcribe.v1.SubmitTranscriptionStreamRequest\x1a\x1d.google.longrunning.Operation\":\xca\x41\x37\n\x1bSubmitTranscriptionResponse\x12\x18TranscriptionJobMetadata(\x01\x42\x81\x01\n\x11\x63om.transcribe.v1B\x16TranscribeServiceProtoP\x01ZBgithub.com/transcribe/transcribe/gen/go/transcribe/v1;transcribev1\xaa\x02\rTranscribe.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,50 +35,64 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'transcribe.v1.transcribe_se
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\021com.transcribe.v1B\026TranscribeServiceProtoP\001ZBgithub.com/transcribe/transcribe/gen/go/transcribe/v1;transcribev1\252\002\rTranscribe.V1'
-  _globals['_BACKEND']._serialized_start=2723
-  _globals['_BACKEND']._serialized_end=2796
-  _globals['_TASK']._serialized_start=2798
-  _globals['_TASK']._serialized_end=2867
-  _globals['_AUDIOENCODING']._serialized_start=2869
-  _globals['_AUDIOENCODING']._serialized_end=2945
-  _globals['_LIVEAUDIOFORMAT']._serialized_start=2948
-  _globals['_LIVEAUDIOFORMAT']._serialized_end=3097
-  _globals['_VOICEACTIVITYEVENTTYPE']._serialized_start=3100
-  _globals['_VOICEACTIVITYEVENTTYPE']._serialized_end=3253
-  _globals['_EXPLICITDECODINGCONFIG']._serialized_start=90
-  _globals['_EXPLICITDECODINGCONFIG']._serialized_end=218
-  _globals['_TRANSCRIPTIONCONFIG']._serialized_start=221
-  _globals['_TRANSCRIPTIONCONFIG']._serialized_end=521
-  _globals['_TRANSCRIBEREQUEST']._serialized_start=523
-  _globals['_TRANSCRIBEREQUEST']._serialized_end=629
-  _globals['_TRANSCRIBERESPONSE']._serialized_start=631
-  _globals['_TRANSCRIBERESPONSE']._serialized_end=698
-  _globals['_TRANSCRIBESTREAMREQUEST']._serialized_start=700
-  _globals['_TRANSCRIBESTREAMREQUEST']._serialized_end=825
-  _globals['_TRANSCRIBESTREAMRESPONSE']._serialized_start=827
-  _globals['_TRANSCRIBESTREAMRESPONSE']._serialized_end=900
-  _globals['_TRANSCRIPT']._serialized_start=903
-  _globals['_TRANSCRIPT']._serialized_end=1141
-  _globals['_TRANSCRIPTSEGMENT']._serialized_start=1144
-  _globals['_TRANSCRIPTSEGMENT']._serialized_end=1377
-  _globals['_WORDINFO']._serialized_start=1380
-  _globals['_WORDINFO']._serialized_end=1521
-  _globals['_LISTMODELSREQUEST']._serialized_start=1523
-  _globals['_LISTMODELSREQUEST']._serialized_end=1542
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1544
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1606
-  _globals['_MODELINFO']._serialized_start=1609
-  _globals['_MODELINFO']._serialized_end=1749
-  _globals['_LIVECONFIG']._serialized_start=1752
-  _globals['_LIVECONFIG']._serialized_end=2094
-  _globals['_TRANSCRIBELIVEREQUEST']._serialized_start=2096
-  _globals['_TRANSCRIBELIVEREQUEST']._serialized_end=2215
-  _globals['_TRANSCRIBELIVERESPONSE']._serialized_start=2218
-  _globals['_TRANSCRIBELIVERESPONSE']._serialized_end=2401
-  _globals['_LIVERESULT']._serialized_start=2404
-  _globals['_LIVERESULT']._serialized_end=2603
-  _globals['_VOICEACTIVITYEVENT']._serialized_start=2605
-  _globals['_VOICEACTIVITYEVENT']._serialized_end=2721
-  _globals['_TRANSCRIBESERVICE']._serialized_start=3256
-  _globals['_TRANSCRIBESERVICE']._serialized_end=3643
+  _globals['_TRANSCRIBESERVICE'].methods_by_name['SubmitTranscription']._loaded_options = None
+  _globals['_TRANSCRIBESERVICE'].methods_by_name['SubmitTranscription']._serialized_options = b'\312A7\n\033SubmitTranscriptionResponse\022\030TranscriptionJobMetadata'
+  _globals['_TRANSCRIBESERVICE'].methods_by_name['SubmitTranscriptionStream']._loaded_options = None
+  _globals['_TRANSCRIBESERVICE'].methods_by_name['SubmitTranscriptionStream']._serialized_options = b'\312A7\n\033SubmitTranscriptionResponse\022\030TranscriptionJobMetadata'
+  _globals['_BACKEND']._serialized_start=3543
+  _globals['_BACKEND']._serialized_end=3616
+  _globals['_TASK']._serialized_start=3618
+  _globals['_TASK']._serialized_end=3687
+  _globals['_AUDIOENCODING']._serialized_start=3689
+  _globals['_AUDIOENCODING']._serialized_end=3765
+  _globals['_LIVEAUDIOFORMAT']._serialized_start=3768
+  _globals['_LIVEAUDIOFORMAT']._serialized_end=3917
+  _globals['_VOICEACTIVITYEVENTTYPE']._serialized_start=3920
+  _globals['_VOICEACTIVITYEVENTTYPE']._serialized_end=4073
+  _globals['_JOBSTATE']._serialized_start=4076
+  _globals['_JOBSTATE']._serialized_end=4230
+  _globals['_EXPLICITDECODINGCONFIG']._serialized_start=160
+  _globals['_EXPLICITDECODINGCONFIG']._serialized_end=288
+  _globals['_TRANSCRIPTIONCONFIG']._serialized_start=291
+  _globals['_TRANSCRIPTIONCONFIG']._serialized_end=591
+  _globals['_TRANSCRIBEREQUEST']._serialized_start=593
+  _globals['_TRANSCRIBEREQUEST']._serialized_end=714
+  _globals['_TRANSCRIBERESPONSE']._serialized_start=716
+  _globals['_TRANSCRIBERESPONSE']._serialized_end=783
+  _globals['_TRANSCRIBESTREAMREQUEST']._serialized_start=785
+  _globals['_TRANSCRIBESTREAMREQUEST']._serialized_end=910
+  _globals['_TRANSCRIBESTREAMRESPONSE']._serialized_start=912
+  _globals['_TRANSCRIBESTREAMRESPONSE']._serialized_end=985
+  _globals['_TRANSCRIPT']._serialized_start=988
+  _globals['_TRANSCRIPT']._serialized_end=1226
+  _globals['_TRANSCRIPTSEGMENT']._serialized_start=1229
+  _globals['_TRANSCRIPTSEGMENT']._serialized_end=1462
+  _globals['_WORDINFO']._serialized_start=1465
+  _globals['_WORDINFO']._serialized_end=1606
+  _globals['_LISTMODELSREQUEST']._serialized_start=1608
+  _globals['_LISTMODELSREQUEST']._serialized_end=1627
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1629
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1691
+  _globals['_MODELINFO']._serialized_start=1694
+  _globals['_MODELINFO']._serialized_end=1834
+  _globals['_LIVECONFIG']._serialized_start=1837
+  _globals['_LIVECONFIG']._serialized_end=2179
+  _globals['_TRANSCRIBELIVEREQUEST']._serialized_start=2181
+  _globals['_TRANSCRIBELIVEREQUEST']._serialized_end=2300
+  _globals['_TRANSCRIBELIVERESPONSE']._serialized_start=2303
+  _globals['_TRANSCRIBELIVERESPONSE']._serialized_end=2486
+  _globals['_LIVERESULT']._serialized_start=2489
+  _globals['_LIVERESULT']._serialized_end=2688
+  _globals['_VOICEACTIVITYEVENT']._serialized_start=2690
+  _globals['_VOICEACTIVITYEVENT']._serialized_end=2806
+  _globals['_SUBMITTRANSCRIPTIONREQUEST']._serialized_start=2809
+  _globals['_SUBMITTRANSCRIPTIONREQUEST']._serialized_end=2939
+  _globals['_SUBMITTRANSCRIPTIONSTREAMREQUEST']._serialized_start=2942
+  _globals['_SUBMITTRANSCRIPTIONSTREAMREQUEST']._serialized_end=3076
+  _globals['_SUBMITTRANSCRIPTIONRESPONSE']._serialized_start=3078
+  _globals['_SUBMITTRANSCRIPTIONRESPONSE']._serialized_end=3154
+  _globals['_TRANSCRIPTIONJOBMETADATA']._serialized_start=3157
+  _globals['_TRANSCRIPTIONJOBMETADATA']._serialized_end=3541
+  _globals['_TRANSCRIBESERVICE']._serialized_start=4233
+  _globals['_TRANSCRIBESERVICE']._serialized_end=4950
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
@@ -144,6 +145,42 @@ VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END: VoiceActivityEventType.ValueType  # 2
 """Speech ended (the endpointing silence passed)."""
 Global___VoiceActivityEventType: _TypeAlias = VoiceActivityEventType  # noqa: Y015
 
+class _JobState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_STATE_UNSPECIFIED: _JobState.ValueType  # 0
+    """Not used."""
+    JOB_STATE_QUEUED: _JobState.ValueType  # 1
+    """Accepted and stored; waiting for a worker."""
+    JOB_STATE_RUNNING: _JobState.ValueType  # 2
+    """A worker is transcribing it."""
+    JOB_STATE_SUCCEEDED: _JobState.ValueType  # 3
+    """Done; the Operation's response holds the transcript."""
+    JOB_STATE_FAILED: _JobState.ValueType  # 4
+    """Done; the Operation's error holds the reason."""
+    JOB_STATE_CANCELLED: _JobState.ValueType  # 5
+    """Done; cancelled before it finished (error code CANCELLED)."""
+
+class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper):
+    """JobState is where a transcription job is in its life."""
+
+JOB_STATE_UNSPECIFIED: JobState.ValueType  # 0
+"""Not used."""
+JOB_STATE_QUEUED: JobState.ValueType  # 1
+"""Accepted and stored; waiting for a worker."""
+JOB_STATE_RUNNING: JobState.ValueType  # 2
+"""A worker is transcribing it."""
+JOB_STATE_SUCCEEDED: JobState.ValueType  # 3
+"""Done; the Operation's response holds the transcript."""
+JOB_STATE_FAILED: JobState.ValueType  # 4
+"""Done; the Operation's error holds the reason."""
+JOB_STATE_CANCELLED: JobState.ValueType  # 5
+"""Done; cancelled before it finished (error code CANCELLED)."""
+Global___JobState: _TypeAlias = JobState  # noqa: Y015
+
 @_typing.final
 class ExplicitDecodingConfig(_message.Message):
     """ExplicitDecodingConfig describes headerless audio, which cannot be
@@ -248,8 +285,14 @@ class TranscribeRequest(_message.Message):
 
     CONFIG_FIELD_NUMBER: _builtins.int
     CONTENT_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
     content: _builtins.bytes
     """The audio file's bytes."""
+    uri: _builtins.str
+    """An http or https URI the server fetches the audio file from. Only
+    public addresses are fetched unless the server's allowlist names the
+    host; redirects are followed (a few hops, each checked the same way).
+    """
     @_builtins.property
     def config(self) -> Global___TranscriptionConfig:
         """How to transcribe. May be omitted to use every default."""
@@ -259,12 +302,13 @@ class TranscribeRequest(_message.Message):
         *,
         config: Global___TranscriptionConfig | None = ...,
         content: _builtins.bytes = ...,
+        uri: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content", "uri", b"uri"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content", "uri", b"uri"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_audio_source: _TypeAlias = _typing.Literal["content"]  # noqa: Y015
+    _WhichOneofReturnType_audio_source: _TypeAlias = _typing.Literal["content", "uri"]  # noqa: Y015
     _WhichOneofArgType_audio_source: _TypeAlias = _typing.Literal["audio_source", b"audio_source"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_audio_source) -> _WhichOneofReturnType_audio_source | None: ...
 
@@ -803,3 +847,172 @@ class VoiceActivityEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VoiceActivityEvent: _TypeAlias = VoiceActivityEvent  # noqa: Y015
+
+@_typing.final
+class SubmitTranscriptionRequest(_message.Message):
+    """SubmitTranscriptionRequest starts a job for audio sent whole or named by a
+    URI.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The audio file's bytes."""
+    uri: _builtins.str
+    """An http or https URI the server fetches the audio file from when the
+    job runs, with the same checks as TranscribeRequest.uri.
+    """
+    @_builtins.property
+    def config(self) -> Global___TranscriptionConfig:
+        """How to transcribe. May be omitted to use every default."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___TranscriptionConfig | None = ...,
+        content: _builtins.bytes = ...,
+        uri: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content", "uri", b"uri"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_source", b"audio_source", "config", b"config", "content", b"content", "uri", b"uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_audio_source: _TypeAlias = _typing.Literal["content", "uri"]  # noqa: Y015
+    _WhichOneofArgType_audio_source: _TypeAlias = _typing.Literal["audio_source", b"audio_source"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_audio_source) -> _WhichOneofReturnType_audio_source | None: ...
+
+Global___SubmitTranscriptionRequest: _TypeAlias = SubmitTranscriptionRequest  # noqa: Y015
+
+@_typing.final
+class SubmitTranscriptionStreamRequest(_message.Message):
+    """SubmitTranscriptionStreamRequest is one message of a job's upload stream.
+    The first message carries config (exactly once); every later message
+    carries a chunk of audio_content, in order.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONFIG_FIELD_NUMBER: _builtins.int
+    AUDIO_CONTENT_FIELD_NUMBER: _builtins.int
+    audio_content: _builtins.bytes
+    """The next chunk of the audio file's bytes."""
+    @_builtins.property
+    def config(self) -> Global___TranscriptionConfig:
+        """How to transcribe. Only in the first message of the stream."""
+
+    def __init__(
+        self,
+        *,
+        config: Global___TranscriptionConfig | None = ...,
+        audio_content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "config", b"config", "streaming_request", b"streaming_request"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audio_content", b"audio_content", "config", b"config", "streaming_request", b"streaming_request"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_streaming_request: _TypeAlias = _typing.Literal["config", "audio_content"]  # noqa: Y015
+    _WhichOneofArgType_streaming_request: _TypeAlias = _typing.Literal["streaming_request", b"streaming_request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_streaming_request) -> _WhichOneofReturnType_streaming_request | None: ...
+
+Global___SubmitTranscriptionStreamRequest: _TypeAlias = SubmitTranscriptionStreamRequest  # noqa: Y015
+
+@_typing.final
+class SubmitTranscriptionResponse(_message.Message):
+    """SubmitTranscriptionResponse is the result of a job that succeeded, packed
+    in its Operation's response.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TRANSCRIPT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def transcript(self) -> Global___Transcript:
+        """The transcript of the audio."""
+
+    def __init__(
+        self,
+        *,
+        transcript: Global___Transcript | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["transcript", b"transcript"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["transcript", b"transcript"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitTranscriptionResponse: _TypeAlias = SubmitTranscriptionResponse  # noqa: Y015
+
+@_typing.final
+class TranscriptionJobMetadata(_message.Message):
+    """TranscriptionJobMetadata describes a job, in its Operation's metadata."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    PROGRESS_PERCENT_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    START_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    AUDIO_DURATION_FIELD_NUMBER: _builtins.int
+    URI_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    WORKER_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    state: Global___JobState.ValueType
+    """Where the job is in its life."""
+    progress_percent: _builtins.int
+    """How much of the audio is transcribed, from 0 to 100."""
+    uri: _builtins.str
+    """For audio from a URI, the URI without its query, fragment or user
+    information (which often carry credentials).
+    """
+    attempt: _builtins.int
+    """How many times the job has started running. More than one means a
+    worker or server was lost while it ran, and the job ran again.
+    """
+    worker: _builtins.str
+    """The worker that ran the latest attempt."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job was accepted."""
+
+    @_builtins.property
+    def start_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job last started running; unset while it has never run."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When the job last changed."""
+
+    @_builtins.property
+    def audio_duration(self) -> _duration_pb2.Duration:
+        """The length of the audio, once it is known."""
+
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When a finished job and its audio will be deleted."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___JobState.ValueType = ...,
+        progress_percent: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        start_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        audio_duration: _duration_pb2.Duration | None = ...,
+        uri: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        worker: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audio_duration", b"audio_duration", "create_time", b"create_time", "expire_time", b"expire_time", "start_time", b"start_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "audio_duration", b"audio_duration", "create_time", b"create_time", "expire_time", b"expire_time", "progress_percent", b"progress_percent", "start_time", b"start_time", "state", b"state", "update_time", b"update_time", "uri", b"uri", "worker", b"worker"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TranscriptionJobMetadata: _TypeAlias = TranscriptionJobMetadata  # noqa: Y015

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.longrunning import operations_pb2 as google_dot_longrunning_dot_operations__pb2
 from transcribe.v1 import transcribe_service_pb2 as transcribe_dot_v1_dot_transcribe__service__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -33,6 +34,12 @@ class TranscribeServiceStub:
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     def __init__(self, channel):
@@ -61,6 +68,16 @@ class TranscribeServiceStub:
                 request_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.SerializeToString,
                 response_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.FromString,
                 _registered_method=True)
+        self.SubmitTranscription = channel.unary_unary(
+                '/transcribe.v1.TranscribeService/SubmitTranscription',
+                request_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
+        self.SubmitTranscriptionStream = channel.stream_unary(
+                '/transcribe.v1.TranscribeService/SubmitTranscriptionStream',
+                request_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionStreamRequest.SerializeToString,
+                response_deserializer=google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class TranscribeServiceServicer:
@@ -71,6 +88,12 @@ class TranscribeServiceServicer:
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     def Transcribe(self, request, context):
@@ -111,6 +134,34 @@ class TranscribeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitTranscription(self, request, context):
+        """SubmitTranscription starts a transcription job for audio sent whole or
+        named by a URI, and returns its Operation as soon as the job is stored:
+        a job that was accepted survives a restart of the server. The job queues
+        while workers are busy; when the job queue is full the call fails with
+        RESOURCE_EXHAUSTED. A URI is checked when the job is submitted and
+        fetched when it runs. Poll or wait on the Operation with
+        google.longrunning.Operations; when done, it holds a
+        SubmitTranscriptionResponse, or the google.rpc.Status a direct
+        Transcribe call would have failed with.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitTranscriptionStream(self, request_iterator, context):
+        """SubmitTranscriptionStream starts a transcription job for a local file
+        uploaded in chunks, as TranscribeStream does, and returns its Operation
+        once the upload is complete and stored.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TranscribeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -134,6 +185,16 @@ def add_TranscribeServiceServicer_to_server(servicer, server):
                     request_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.FromString,
                     response_serializer=transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.SerializeToString,
             ),
+            'SubmitTranscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitTranscription,
+                    request_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
+            'SubmitTranscriptionStream': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitTranscriptionStream,
+                    request_deserializer=transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionStreamRequest.FromString,
+                    response_serializer=google_dot_longrunning_dot_operations__pb2.Operation.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'transcribe.v1.TranscribeService', rpc_method_handlers)
@@ -150,6 +211,12 @@ class TranscribeService:
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     @staticmethod
@@ -250,6 +317,60 @@ class TranscribeService:
             '/transcribe.v1.TranscribeService/TranscribeLive',
             transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveRequest.SerializeToString,
             transcribe_dot_v1_dot_transcribe__service__pb2.TranscribeLiveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTranscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/transcribe.v1.TranscribeService/SubmitTranscription',
+            transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitTranscriptionStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/transcribe.v1.TranscribeService/SubmitTranscriptionStream',
+            transcribe_dot_v1_dot_transcribe__service__pb2.SubmitTranscriptionStreamRequest.SerializeToString,
+            google_dot_longrunning_dot_operations__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

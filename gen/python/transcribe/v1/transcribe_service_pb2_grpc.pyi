@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.longrunning import operations_pb2 as _operations_pb2
 from grpc import aio as _aio
 from transcribe.v1 import transcribe_service_pb2 as _transcribe_service_pb2
 import abc as _abc_1
@@ -34,6 +35,12 @@ class TranscribeServiceStub:
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     @_typing.overload
@@ -62,6 +69,26 @@ class TranscribeServiceStub:
     for the endpointing silence. When the client half-closes, the remaining
     audio becomes a final result and the call ends OK.
     """
+    SubmitTranscription: _grpc.UnaryUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionRequest, _operations_pb2.Operation]
+    """SubmitTranscription starts a transcription job for audio sent whole or
+    named by a URI, and returns its Operation as soon as the job is stored:
+    a job that was accepted survives a restart of the server. The job queues
+    while workers are busy; when the job queue is full the call fails with
+    RESOURCE_EXHAUSTED. A URI is checked when the job is submitted and
+    fetched when it runs. Poll or wait on the Operation with
+    google.longrunning.Operations; when done, it holds a
+    SubmitTranscriptionResponse, or the google.rpc.Status a direct
+    Transcribe call would have failed with.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SubmitTranscriptionStream: _grpc.StreamUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionStreamRequest, _operations_pb2.Operation]
+    """SubmitTranscriptionStream starts a transcription job for a local file
+    uploaded in chunks, as TranscribeStream does, and returns its Operation
+    once the upload is complete and stored.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 @_typing.type_check_only
 class TranscribeServiceAsyncStub(TranscribeServiceStub):
@@ -72,6 +99,12 @@ class TranscribeServiceAsyncStub(TranscribeServiceStub):
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
@@ -97,6 +130,26 @@ class TranscribeServiceAsyncStub(TranscribeServiceStub):
     for the endpointing silence. When the client half-closes, the remaining
     audio becomes a final result and the call ends OK.
     """
+    SubmitTranscription: _aio.UnaryUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionRequest, _operations_pb2.Operation]  # type: ignore[assignment]
+    """SubmitTranscription starts a transcription job for audio sent whole or
+    named by a URI, and returns its Operation as soon as the job is stored:
+    a job that was accepted survives a restart of the server. The job queues
+    while workers are busy; when the job queue is full the call fails with
+    RESOURCE_EXHAUSTED. A URI is checked when the job is submitted and
+    fetched when it runs. Poll or wait on the Operation with
+    google.longrunning.Operations; when done, it holds a
+    SubmitTranscriptionResponse, or the google.rpc.Status a direct
+    Transcribe call would have failed with.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    SubmitTranscriptionStream: _aio.StreamUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionStreamRequest, _operations_pb2.Operation]  # type: ignore[assignment]
+    """SubmitTranscriptionStream starts a transcription job for a local file
+    uploaded in chunks, as TranscribeStream does, and returns its Operation
+    once the upload is complete and stored.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
     """TranscribeService turns recorded audio into text.
@@ -106,6 +159,12 @@ class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
     AAC, FLAC) is detected from the bytes; headerless PCM needs an explicit
     decoding config. Errors carry a google.rpc.Status with one
     google.rpc.ErrorInfo whose reason is stable and documented.
+
+    A recording may also be fetched by the server from an http or https URI
+    (audio_source.uri). Long recordings are best sent as jobs:
+    SubmitTranscription and SubmitTranscriptionStream return a
+    google.longrunning.Operation at once, which the google.longrunning.Operations
+    service served next to this one gets, lists, waits on, cancels and deletes.
     """
 
     @_abc_1.abstractmethod
@@ -152,6 +211,38 @@ class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
         on, then one final result (which never changes) when the speaker pauses
         for the endpointing silence. When the client half-closes, the remaining
         audio becomes a final result and the call ends OK.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitTranscription(
+        self,
+        request: _transcribe_service_pb2.SubmitTranscriptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.Operation, _abc.Awaitable[_operations_pb2.Operation]]:
+        """SubmitTranscription starts a transcription job for audio sent whole or
+        named by a URI, and returns its Operation as soon as the job is stored:
+        a job that was accepted survives a restart of the server. The job queues
+        while workers are busy; when the job queue is full the call fails with
+        RESOURCE_EXHAUSTED. A URI is checked when the job is submitted and
+        fetched when it runs. Poll or wait on the Operation with
+        google.longrunning.Operations; when done, it holds a
+        SubmitTranscriptionResponse, or the google.rpc.Status a direct
+        Transcribe call would have failed with.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitTranscriptionStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_transcribe_service_pb2.SubmitTranscriptionStreamRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_operations_pb2.Operation, _abc.Awaitable[_operations_pb2.Operation]]:
+        """SubmitTranscriptionStream starts a transcription job for a local file
+        uploaded in chunks, as TranscribeStream does, and returns its Operation
+        once the upload is complete and stored.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
 def add_TranscribeServiceServicer_to_server(servicer: TranscribeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

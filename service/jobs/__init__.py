@@ -1,0 +1,1 @@
+"""Transcription jobs: records, stores, the runners and the API the faces call."""
