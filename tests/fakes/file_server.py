@@ -52,6 +52,11 @@ class FileServer:
         """Let held requests answer."""
         self._release.set()
 
+    def hold(self) -> None:
+        """Hold requests for held paths again, until the next release()."""
+        self._release.clear()
+        self.started.clear()
+
     def __enter__(self) -> FileServer:
         self._thread.start()
         return self
