@@ -73,3 +73,39 @@ async def test_transcribe_health_and_errors(start_server: StartServer) -> None:
     assert code == 64 + 3
     assert "InvalidArgument" in err
     assert "AUDIO_UNDECODABLE" in err
+
+
+async def test_jobs_through_grpcurl(start_server: StartServer) -> None:
+    """grpcurl lists the Operations service, submits a job and waits on it, with the Any payloads decoded."""
+    server = await start_server()
+    code, out, _ = await grpcurl("-plaintext", server.target, "list")
+    assert "google.longrunning.Operations" in out.split()
+    request = {"content": base64.b64encode((DATA / "speech_en.wav").read_bytes()).decode()}
+    code, out, err = await grpcurl(
+        "-plaintext", "-d", "@", server.target, "transcribe.v1.TranscribeService/SubmitTranscription",
+        stdin=json.dumps(request).encode(),
+    )  # fmt: skip
+    assert code == 0, err
+    submitted = json.loads(out)
+    assert submitted["name"].startswith("operations/")
+    assert submitted["metadata"]["@type"].endswith("transcribe.v1.TranscriptionJobMetadata")
+    done: dict[str, object] = {}
+    for _ in range(12):
+        wait = json.dumps({"name": submitted["name"], "timeout": "10s"})
+        code, out, err = await grpcurl(
+            "-plaintext", "-d", wait, server.target, "google.longrunning.Operations/WaitOperation"
+        )
+        assert code == 0, err
+        done = json.loads(out)
+        if done.get("done"):
+            break
+    response = done["response"]
+    assert isinstance(response, dict)
+    assert response["@type"].endswith("transcribe.v1.SubmitTranscriptionResponse")
+    assert "fox" in response["transcript"]["text"].lower()
+    listed = json.dumps({"filter": "done = true"})
+    code, out, err = await grpcurl(
+        "-plaintext", "-d", listed, server.target, "google.longrunning.Operations/ListOperations"
+    )
+    assert code == 0, err
+    assert [op["name"] for op in json.loads(out)["operations"]] == [submitted["name"]]
