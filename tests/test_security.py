@@ -128,3 +128,27 @@ async def test_cli_speaks_tls_and_tokens(start_server: StartServer, pki: Pki) ->
     out, err = await asyncio.wait_for(process.communicate(), 120)
     assert process.returncode == 0, err.decode()
     assert "fox" in out.decode().lower()
+
+
+async def test_jobs_and_operations_need_a_token(start_server: StartServer) -> None:
+    """Submitting a job and every Operations RPC refuse a call without a token, and work with one."""
+    from google.longrunning import operations_proto_pb2 as lro
+
+    server = await start_server(auth_tokens=TOKEN)
+    name = "operations/" + "0" * 32
+    calls = [
+        lambda md: server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(content=b"x"), metadata=md),
+        lambda md: server.operations.GetOperation(lro.GetOperationRequest(name=name), metadata=md),
+        lambda md: server.operations.ListOperations(lro.ListOperationsRequest(), metadata=md),
+        lambda md: server.operations.CancelOperation(lro.CancelOperationRequest(name=name), metadata=md),
+        lambda md: server.operations.DeleteOperation(lro.DeleteOperationRequest(name=name), metadata=md),
+        lambda md: server.operations.WaitOperation(lro.WaitOperationRequest(name=name), metadata=md),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(())
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    listed = await server.operations.ListOperations(
+        lro.ListOperationsRequest(), metadata=(("authorization", f"Bearer {TOKEN}"),)
+    )
+    assert list(listed.operations) == []
