@@ -31,6 +31,7 @@ from service.faces.http import HttpServer, Readiness, create_app, create_server_
 from service.jobs.service import JobService
 from service.settings import Settings
 from service.wiring import build_app
+from tests.fakes.file_server import FileServer
 from tests.fakes.openai_server import FakeOpenAIServer
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -67,6 +68,17 @@ def spoken() -> dict[str, Fixture]:
         )
         for entry in manifest["speech"]
     }
+
+
+@pytest.fixture
+def files(spoken: dict[str, Fixture]) -> Iterator[FileServer]:
+    """A loopback file server with the English fixture at /speech.wav and a copy at /held.wav that answers only once
+    released, which keeps a job worker busy for as long as a test needs."""
+    with FileServer() as server:
+        audio = spoken["speech_en.wav"].path.read_bytes()
+        server.files |= {"/speech.wav": audio, "/held.wav": audio}
+        server.held.add("/held.wav")
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -111,7 +111,7 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     """--help prints usage, the subcommands and the exit codes, and exits 0."""
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    assert "{transcribe,live,health,models}" in out
+    assert "{transcribe,live,submit,jobs,health,models}" in out
     assert "78 UNAVAILABLE" in out
 
 

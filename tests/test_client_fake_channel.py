@@ -401,6 +401,10 @@ def test_service_config_enables_retries_for_unavailable(monkeypatch: pytest.Monk
     assert {(name["service"], name["method"]) for name in method_config["name"]} == {
         ("transcribe.v1.TranscribeService", "Transcribe"),
         ("transcribe.v1.TranscribeService", "ListModels"),
+        *(
+            ("google.longrunning.Operations", method)
+            for method in ("GetOperation", "ListOperations", "WaitOperation", "CancelOperation", "DeleteOperation")
+        ),
     }
     assert method_config["retryPolicy"] == {
         "maxAttempts": 4,

@@ -22,21 +22,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 WAV = "speech_en.wav"
 
 
-@pytest.fixture
-def files(spoken: dict[str, Fixture]) -> Iterator[FileServer]:
-    """A loopback file server holding the English fixture at /speech.wav and a held copy at /held.wav."""
-    with FileServer() as server:
-        audio = spoken[WAV].path.read_bytes()
-        server.files |= {"/speech.wav": audio, "/held.wav": audio}
-        server.held.add("/held.wav")
-        yield server
-
-
-def uri_settings(files: FileServer) -> dict[str, object]:
-    """Settings that open the loopback file server, and only it, to URI fetching."""
-    return {"uri_allowlist": "127.0.0.1/32", "uri_allowed_ports": str(files.port)}
-
-
 def metadata_of(operation: lro.Operation) -> pb.TranscriptionJobMetadata:
     """The job metadata an Operation carries."""
     metadata = pb.TranscriptionJobMetadata()
@@ -165,7 +150,7 @@ async def test_a_job_from_a_uri_is_fetched_when_it_runs(
     start_server: StartServer, spoken: dict[str, Fixture], files: FileServer
 ) -> None:
     """A URI job fetches the audio from the (allowlisted) loopback server and shows the URI without its query."""
-    server = await start_server(**uri_settings(files))
+    server = await start_server(**files.settings())
     uri = files.url("/speech.wav") + "?X-Signature=secret-token"
     operation = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=uri))
     assert metadata_of(operation).uri == files.url("/speech.wav")
@@ -181,7 +166,7 @@ async def test_transcribe_takes_a_uri_directly(
     start_server: StartServer, spoken: dict[str, Fixture], files: FileServer
 ) -> None:
     """The unary Transcribe fetches a URI and answers with its transcript; a missing file is NOT_FOUND."""
-    server = await start_server(**uri_settings(files))
+    server = await start_server(**files.settings())
     response = await server.stub.Transcribe(pb.TranscribeRequest(uri=files.url("/speech.wav")))
     assert_has_words(response.transcript.text, spoken[WAV].expected_words)
     with pytest.raises(grpc.aio.AioRpcError) as missing:
@@ -194,7 +179,7 @@ async def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
     start_server: StartServer, files: FileServer
 ) -> None:
     """With one job worker held by a fetch, a queued job cancels at once and the running one stops."""
-    server = await start_server(jobs_workers=1, **uri_settings(files))
+    server = await start_server(jobs_workers=1, **files.settings())
     running = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=files.url("/held.wav")))
     await wait_state(server, running.name, pb.JOB_STATE_RUNNING)
     assert await asyncio.to_thread(files.started.wait, 30)
@@ -214,7 +199,7 @@ async def test_cancel_stops_a_running_job_and_a_queued_one_never_starts(
 
 async def test_a_full_job_queue_refuses_with_retry_info(start_server: StartServer, files: FileServer) -> None:
     """Beyond jobs_queue_size waiting jobs a submission gets RESOURCE_EXHAUSTED, JOB_QUEUE_FULL and RetryInfo."""
-    server = await start_server(jobs_workers=1, jobs_queue_size=2, **uri_settings(files))
+    server = await start_server(jobs_workers=1, jobs_queue_size=2, **files.settings())
     held = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=files.url("/held.wav")))
     await wait_state(server, held.name, pb.JOB_STATE_RUNNING)
     waiting = [
@@ -235,7 +220,7 @@ async def test_a_full_job_queue_refuses_with_retry_info(start_server: StartServe
 
 async def test_list_filters_by_state_and_pages(start_server: StartServer, files: FileServer) -> None:
     """ListOperations returns newest first, filters on state and done, and pages with tokens until the end."""
-    server = await start_server(jobs_workers=1, **uri_settings(files))
+    server = await start_server(jobs_workers=1, **files.settings())
     held = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=files.url("/held.wav")))
     await wait_state(server, held.name, pb.JOB_STATE_RUNNING)
     queued = [
@@ -280,7 +265,7 @@ async def test_wait_returns_the_latest_state_when_its_timeout_passes(
     start_server: StartServer, files: FileServer
 ) -> None:
     """WaitOperation with a short timeout on a running job returns it not done; unknown names are NOT_FOUND."""
-    server = await start_server(**uri_settings(files))
+    server = await start_server(**files.settings())
     held = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=files.url("/held.wav")))
     await wait_state(server, held.name, pb.JOB_STATE_RUNNING)
     short = duration_pb2.Duration(nanos=200_000_000)
@@ -298,7 +283,7 @@ async def test_wait_returns_the_latest_state_when_its_timeout_passes(
 
 async def test_delete_removes_the_job_and_its_audio(start_server: StartServer, files: FileServer) -> None:
     """DeleteOperation on a queued job removes its record and stored audio at once."""
-    server = await start_server(jobs_workers=1, **uri_settings(files))
+    server = await start_server(jobs_workers=1, **files.settings())
     held = await server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(uri=files.url("/held.wav")))
     await wait_state(server, held.name, pb.JOB_STATE_RUNNING)
     queued = await server.stub.SubmitTranscription(

@@ -157,15 +157,6 @@ def transcript_of(operation: lro.Operation) -> str:
     return response.transcript.text
 
 
-@pytest.fixture
-def files() -> Iterator[FileServer]:
-    """The loopback file server with the fixture at /speech.wav and a held copy at /held.wav."""
-    with FileServer() as server:
-        server.files |= {"/speech.wav": AUDIO, "/held.wav": AUDIO}
-        server.held.add("/held.wav")
-        yield server
-
-
 def test_accepted_jobs_survive_kill_9_and_run_after_restart(tmp_path: Path, files: FileServer) -> None:
     """A running and a queued job of a server killed with SIGKILL both finish after it starts again on its folder."""
     env = base_env(tmp_path, files, TRANSCRIBE_DATA_DIR=str(tmp_path / "data"), TRANSCRIBE_JOBS_WORKERS="1")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import grpc
@@ -19,6 +20,7 @@ from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 from transcribe_client import AsyncTranscribeClient, TranscribeError
 
 TOKEN = "s3cret-token-value"
+Metadata = tuple[tuple[str, str], ...]
 
 
 @pytest.fixture
@@ -136,7 +138,7 @@ async def test_jobs_and_operations_need_a_token(start_server: StartServer) -> No
 
     server = await start_server(auth_tokens=TOKEN)
     name = "operations/" + "0" * 32
-    calls = [
+    calls: list[Callable[[Metadata], Awaitable[object]]] = [
         lambda md: server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(content=b"x"), metadata=md),
         lambda md: server.operations.GetOperation(lro.GetOperationRequest(name=name), metadata=md),
         lambda md: server.operations.ListOperations(lro.ListOperationsRequest(), metadata=md),

@@ -48,6 +48,10 @@ class FileServer:
         """The URL of a path on this server."""
         return f"http://127.0.0.1:{self.port}{path}"
 
+    def settings(self) -> dict[str, object]:
+        """Server settings that open this server, and only it, to URI fetching."""
+        return {"uri_allowlist": "127.0.0.1/32", "uri_allowed_ports": str(self.port)}
+
     def release(self) -> None:
         """Let held requests answer."""
         self._release.set()

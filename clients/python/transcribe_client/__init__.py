@@ -24,10 +24,12 @@ from transcribe_client.client import (
     service_config,
     transcription_config,
 )
-from transcribe_client.errors import ERROR_DOMAIN, TranscribeError
+from transcribe_client.errors import ERROR_DOMAIN, JobCancelledError, TranscribeError
 from transcribe_client.formats import (
     FORMATS,
     OutputFormat,
+    job_to_dict,
+    job_to_json,
     live_to_dict,
     live_to_json,
     render,
@@ -35,6 +37,15 @@ from transcribe_client.formats import (
     to_srt,
     to_text,
     to_vtt,
+)
+from transcribe_client.jobs import (
+    AsyncJobFuture,
+    Job,
+    JobFuture,
+    JobProgressCallback,
+    JobState,
+    JobStateArg,
+    jobs_filter,
 )
 
 __all__ = [
@@ -46,9 +57,16 @@ __all__ = [
     "FORMATS",
     "LIVE_CHUNK_SECONDS",
     "STREAM_THRESHOLD",
+    "AsyncJobFuture",
     "AsyncTranscribeClient",
     "Audio",
     "BackendName",
+    "Job",
+    "JobCancelledError",
+    "JobFuture",
+    "JobProgressCallback",
+    "JobState",
+    "JobStateArg",
     "LiveAudioFormatName",
     "Metadata",
     "OutputFormat",
@@ -58,6 +76,9 @@ __all__ = [
     "TranscribeClient",
     "TranscribeError",
     "channel_options",
+    "job_to_dict",
+    "job_to_json",
+    "jobs_filter",
     "live_config",
     "live_to_dict",
     "live_to_json",

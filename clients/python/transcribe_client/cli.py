@@ -1,10 +1,12 @@
-"""transcribe-cli: transcribe audio files or live audio, list models and check health from the command line."""
+"""transcribe-cli: transcribe audio files or live audio, run transcription jobs, list models and check health."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import errno
+import itertools
+import json
 import os
 import shutil
 import signal
@@ -12,17 +14,20 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any, Protocol
 
+import grpc
 from google.protobuf import json_format
 from tqdm import tqdm
 
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe_client.client import DEFAULT_TARGET, LIVE_CHUNK_SECONDS, Audio, PcmFormat, TranscribeClient
 from transcribe_client.errors import TranscribeError
-from transcribe_client.formats import FORMATS, live_to_json, render
+from transcribe_client.formats import FORMATS, job_to_dict, job_to_json, live_to_json, render
+from transcribe_client.jobs import MAX_PAGE_SIZE, Job, JobState
 
 __all__ = [
     "EXIT_INTERRUPTED",
@@ -45,23 +50,28 @@ EXIT_NOT_SERVING = 3
 EXIT_RPC_BASE = 64
 EXIT_INTERRUPTED = 130
 
-_COMMANDS = ("transcribe", "live", "health", "models")
+_COMMANDS = ("transcribe", "submit", "jobs", "live", "health", "models")
 _TOP_LEVEL_FLAGS = ("-h", "--help")
 _SUFFIX_FORMATS = {".json": "json", ".srt": "srt", ".vtt": "vtt", ".txt": "text"}
 _TARGET_SCHEMES = ("dns:", "ipv4:", "ipv6:", "unix:", "unix-abstract:", "vsock:")
 LIVE_SAMPLE_RATE = 16000
 """`live FILE` decodes any container to 16 kHz mono LINEAR16, the rate the models hear."""
 _CLEAR_LINE = "\r\x1b[2K"
+_STATE_NAMES = tuple(state.value.lower() for state in JobState if state is not JobState.UNSPECIFIED)
 
 _EPILOG = f"""\
 `{PROG} FILE [options]` is short for `{PROG} transcribe FILE [options]`.
 `{PROG} live FILE` plays FILE at real-time pace and prints results as they come;
 `arecord -f S16_LE -r 16000 -c 1 | {PROG} live -` transcribes a microphone.
+`{PROG} submit FILE` starts a job on the server and prints its name; `--wait`
+waits for its transcript. `{PROG} jobs list|get|wait|cancel|delete` follow jobs.
 
 exit codes: 0 success; 1 local error (such as a missing file); 2 usage error;
 3 health reports a status other than SERVING; 64 + the gRPC status code when
 the call fails (grpcurl's convention: 67 INVALID_ARGUMENT, 68 DEADLINE_EXCEEDED,
-72 RESOURCE_EXHAUSTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED); 130 interrupted.
+72 RESOURCE_EXHAUSTED, 78 UNAVAILABLE, 80 UNAUTHENTICATED), and when a job that
+is waited for fails (its own code; 65 CANCELLED when it was cancelled, 68 when
+--wait-timeout passes first); 130 interrupted.
 """
 
 
@@ -132,42 +142,25 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{transcribe,live,health,models}", required=True)
+    commands = parser.add_subparsers(dest="command", metavar="{transcribe,live,submit,jobs,health,models}", required=True)
 
     transcribe = commands.add_parser(
         "transcribe", parents=[connection], help="transcribe an audio file (the default command)"
     )
-    transcribe.add_argument("file", metavar="FILE", help="the audio file, or - to read standard input")
-    mode = transcribe.add_mutually_exclusive_group()
-    mode.add_argument(
-        "--stream",
-        dest="stream",
-        action="store_true",
-        default=None,
-        help="upload in chunks with TranscribeStream (default: for files over 4 MiB and standard input)",
+    _add_audio_options(
+        transcribe,
+        stream_help="upload in chunks with TranscribeStream (default: for files over 4 MiB and standard input)",
     )
-    mode.add_argument("--no-stream", dest="stream", action="store_false", help="send the file in one message")
-    transcribe.add_argument("--backend", choices=("local", "openai"), help="default: the server's")
-    transcribe.add_argument("--model", default="", help="a model name from `models` (default: the backend's)")
-    transcribe.add_argument("--language", default="", help="spoken language, e.g. en (default: detect)")
-    transcribe.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
-    transcribe.add_argument("--prompt", default="", help="text that guides style and spelling")
-    transcribe.add_argument("--temperature", type=float, help="sampling temperature from 0 to 1")
-    transcribe.add_argument("--words", action="store_true", help="request word timestamps")
     transcribe.add_argument(
         "--format",
         choices=FORMATS,
         help="output format (default: from the --output suffix, else text)",
     )
     transcribe.add_argument("--output", "-o", metavar="FILE", help="write the result here, not to stdout")
-    transcribe.add_argument(
-        "--pcm-rate", type=_positive_int, metavar="HZ", help="the input is headerless LINEAR16 at HZ"
-    )
-    transcribe.add_argument(
-        "--pcm-channels", type=_positive_int, metavar="N", help="channels of headerless input (default: 1)"
-    )
     transcribe.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
+    _add_submit_parser(commands, connection)
+    _add_jobs_parser(commands, connection)
     _add_live_parser(commands, connection)
 
     health = commands.add_parser("health", parents=[connection], help="check the server's health")
@@ -176,6 +169,117 @@ def build_parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", parents=[connection], help="list the server's models")
     models.add_argument("--format", choices=("text", "json"), default="text")
     return parser
+
+
+def _add_audio_options(parser: argparse.ArgumentParser, *, stream_help: str) -> None:
+    """FILE or --uri, streaming and the transcription config: the options of transcribe and submit."""
+    parser.add_argument(
+        "file", metavar="FILE", nargs="?", help="the audio file, or - to read standard input (or give --uri)"
+    )
+    parser.add_argument("--uri", metavar="URL", help="an http or https URL the server fetches the audio from")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--stream", dest="stream", action="store_true", default=None, help=stream_help)
+    mode.add_argument("--no-stream", dest="stream", action="store_false", help="send the file in one message")
+    parser.add_argument("--backend", choices=("local", "openai"), help="default: the server's")
+    parser.add_argument("--model", default="", help="a model name from `models` (default: the backend's)")
+    parser.add_argument("--language", default="", help="spoken language, e.g. en (default: detect)")
+    parser.add_argument("--task", choices=("transcribe", "translate"), default="transcribe")
+    parser.add_argument("--prompt", default="", help="text that guides style and spelling")
+    parser.add_argument("--temperature", type=float, help="sampling temperature from 0 to 1")
+    parser.add_argument("--words", action="store_true", help="request word timestamps")
+    parser.add_argument("--pcm-rate", type=_positive_int, metavar="HZ", help="the input is headerless LINEAR16 at HZ")
+    parser.add_argument(
+        "--pcm-channels", type=_positive_int, metavar="N", help="channels of headerless input (default: 1)"
+    )
+
+
+def _add_wait_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--wait-timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="give up waiting after SECONDS, exit 68 and leave the job running (default: wait until it is done)",
+    )
+
+
+def _add_submit_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
+    submit = commands.add_parser(
+        "submit",
+        parents=[connection],
+        help="start a transcription job on the server and print its name (--wait: its transcript)",
+        description="Start a transcription job: the server stores the audio (or the URL) and returns at once with "
+        "the job's operation name, which `jobs wait|get|cancel|delete` take. With --wait, show the job's progress on "
+        "standard error (redrawn in place on a terminal, a line per change elsewhere) and print the transcript when "
+        "it is done. --timeout is the deadline of each call, not of the job.",
+    )
+    _add_audio_options(
+        submit,
+        stream_help="upload in chunks with SubmitTranscriptionStream (default: for files and standard input)",
+    )
+    submit.add_argument("--wait", action="store_true", help="wait for the job and print its transcript")
+    _add_wait_timeout(submit)
+    submit.add_argument(
+        "--format",
+        choices=FORMATS,
+        help="with --wait, the transcript's format (default: from the --output suffix, else text); without it, "
+        "json prints the job as JSON",
+    )
+    submit.add_argument("--output", "-o", metavar="FILE", help="write the result here, not to stdout")
+    submit.add_argument("--quiet", "-q", action="store_true", help="no upload bar, no job progress")
+
+
+def _add_jobs_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
+    jobs = commands.add_parser(
+        "jobs",
+        help="list, get, wait for, cancel or delete transcription jobs",
+        description="Follow the transcription jobs that `submit` started, by their operation names.",
+    )
+    actions = jobs.add_subparsers(dest="jobs_command", metavar="{list,get,wait,cancel,delete}", required=True)
+
+    listing = actions.add_parser(
+        "list", parents=[connection], help="list jobs, newest first: name, state, progress, created, duration"
+    )
+    listing.add_argument(
+        "--state",
+        action="append",
+        choices=_STATE_NAMES,
+        help="only jobs in this state (repeat for any of several)",
+    )
+    listing.add_argument("--limit", type=_positive_int, metavar="N", help="at most N jobs (default: all)")
+    listing.add_argument(
+        "--page-size",
+        type=_positive_int,
+        metavar="N",
+        help=f"jobs per call, up to {MAX_PAGE_SIZE} (default: --limit, else the server's 50)",
+    )
+    listing.add_argument("--format", choices=("text", "json"), default="text", help="json: an array of jobs")
+
+    get = actions.add_parser("get", parents=[connection], help="show one job")
+    get.add_argument("name", metavar="NAME", help='the operation name, "operations/..."')
+    get.add_argument("--format", choices=("text", "json"), default="text")
+
+    wait = actions.add_parser(
+        "wait",
+        parents=[connection],
+        help="wait for a job and print its transcript; a failed job exits with its error's code",
+    )
+    wait.add_argument("name", metavar="NAME", help='the operation name, "operations/..."')
+    _add_wait_timeout(wait)
+    wait.add_argument(
+        "--format", choices=FORMATS, help="the transcript's format (default: from the --output suffix, else text)"
+    )
+    wait.add_argument("--output", "-o", metavar="FILE", help="write the transcript here, not to stdout")
+    wait.add_argument("--quiet", "-q", action="store_true", help="no progress")
+
+    cancel = actions.add_parser(
+        "cancel", parents=[connection], help="cancel a job: a queued job never starts, a running one stops"
+    )
+    cancel.add_argument("name", metavar="NAME", help='the operation name, "operations/..."')
+
+    delete = actions.add_parser(
+        "delete", parents=[connection], help="delete a job's record and audio (cancelling it if it still runs)"
+    )
+    delete.add_argument("name", metavar="NAME", help='the operation name, "operations/..."')
 
 
 def _add_live_parser(commands: Any, connection: argparse.ArgumentParser) -> None:
@@ -253,6 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "transcribe": _transcribe,
+        "submit": _submit,
+        "jobs": _jobs,
         "live": _live,
         "health": _health,
         "models": _models,
@@ -275,25 +381,45 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
 
 
-def _transcribe(args: argparse.Namespace) -> int:
-    pcm = None
+def _pcm(args: argparse.Namespace) -> PcmFormat | None:
     if args.pcm_rate is not None:
-        pcm = PcmFormat(sample_rate_hertz=args.pcm_rate, channels=args.pcm_channels or 1)
-    elif args.pcm_channels is not None:
+        return PcmFormat(sample_rate_hertz=args.pcm_rate, channels=args.pcm_channels or 1)
+    if args.pcm_channels is not None:
         raise _UsageError("--pcm-channels needs --pcm-rate")
-    output_format = args.format or _SUFFIX_FORMATS.get(Path(args.output or "").suffix.lower(), "text")
-    audio: Audio
+    return None
+
+
+def _audio(args: argparse.Namespace) -> Audio | None:
+    """The audio FILE names (standard input for -), or None when --uri names it."""
+    if args.uri is not None:
+        if args.file is not None:
+            raise _UsageError("give FILE or --uri, not both")
+        if args.stream:
+            raise _UsageError("--stream needs FILE; the server fetches --uri itself")
+        return None
+    if args.file is None:
+        raise _UsageError("give the audio FILE (- for standard input) or --uri URL")
     if args.file == "-":
         if sys.stdin.isatty():
             raise _UsageError("refusing to read audio from a terminal; pipe or redirect it to standard input")
-        audio = sys.stdin.buffer
-    else:
-        audio = args.file
+        return sys.stdin.buffer
+    return str(args.file)
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    return str(args.format or _SUFFIX_FORMATS.get(Path(args.output or "").suffix.lower(), "text"))
+
+
+def _transcribe(args: argparse.Namespace) -> int:
+    pcm = _pcm(args)
+    output_format = _output_format(args)
+    audio = _audio(args)
     progress = _Progress(enabled=not args.quiet and sys.stderr.isatty())
     try:
         with _client(args) as client:
             transcript = client.transcribe(
                 audio,
+                uri=args.uri,
                 stream=args.stream,
                 backend=args.backend,
                 model=args.model,
@@ -310,6 +436,194 @@ def _transcribe(args: argparse.Namespace) -> int:
         progress.close()
     _write(render(transcript, output_format), args.output)
     return EXIT_OK
+
+
+def _submit(args: argparse.Namespace) -> int:
+    pcm = _pcm(args)
+    output_format = _output_format(args)
+    audio = _audio(args)
+    if args.wait_timeout is not None and not args.wait:
+        raise _UsageError("--wait-timeout needs --wait")
+    upload = _Progress(enabled=not args.quiet and sys.stderr.isatty())
+    with _client(args) as client:
+        try:
+            job = client.submit(
+                audio,
+                uri=args.uri,
+                stream=args.stream,
+                backend=args.backend,
+                model=args.model,
+                language=args.language,
+                prompt=args.prompt,
+                temperature=args.temperature,
+                task=args.task,
+                word_timestamps=args.words,
+                pcm=pcm,
+                timeout=args.timeout,
+                progress=upload,
+            )
+        finally:
+            upload.close()
+        if not args.wait:
+            _write(job_to_json(job) if output_format == "json" else job.name + "\n", args.output)
+            return EXIT_OK
+        if not args.quiet:
+            _complain(f"submitted {job.name}")
+        return _wait_and_write(client, job.name, args, output_format)
+
+
+def _jobs(args: argparse.Namespace) -> int:
+    handlers: dict[str, Callable[[TranscribeClient, argparse.Namespace], int]] = {
+        "list": _jobs_list,
+        "get": _jobs_get,
+        "wait": lambda client, args: _wait_and_write(client, args.name, args, _output_format(args)),
+        "cancel": _jobs_cancel,
+        "delete": _jobs_delete,
+    }
+    with _client(args) as client:
+        return handlers[args.jobs_command](client, args)
+
+
+def _wait_and_write(client: TranscribeClient, name: str, args: argparse.Namespace, output_format: str) -> int:
+    """Wait for the job, showing its progress, then write its transcript; a failed job raises its error."""
+    progress = _JobProgress(enabled=not args.quiet, terminal=sys.stderr.isatty())
+    try:
+        # Without progress to show, each WaitOperation call may wait longer.
+        job = client.wait_job(name, timeout=args.wait_timeout, on_progress=None if args.quiet else progress)
+    except TimeoutError as exc:
+        raise TranscribeError(grpc.StatusCode.DEADLINE_EXCEEDED, f"{exc}; it goes on running") from None
+    except KeyboardInterrupt:
+        progress.close()
+        _complain(f"stopped waiting; the job goes on: {PROG} jobs wait {name}")
+        raise
+    finally:
+        progress.close()
+    _write(render(job.transcript or pb.Transcript(), output_format), args.output)
+    return EXIT_OK
+
+
+def _jobs_list(client: TranscribeClient, args: argparse.Namespace) -> int:
+    page_size = args.page_size or (min(args.limit, MAX_PAGE_SIZE) if args.limit else None)
+    if page_size is not None and page_size > MAX_PAGE_SIZE:
+        raise _UsageError(f"--page-size must be at most {MAX_PAGE_SIZE}")
+    found = client.list_jobs(state=args.state, page_size=page_size, timeout=args.timeout)
+    jobs = list(itertools.islice(found, args.limit) if args.limit else found)
+    if args.format == "json":
+        _write(json.dumps([job_to_dict(job) for job in jobs], indent=2, ensure_ascii=False) + "\n")
+        return EXIT_OK
+    rows = [("NAME", "STATE", "PROGRESS", "CREATED", "DURATION")]
+    rows.extend(
+        (
+            job.name,
+            job.state.value.lower(),
+            f"{job.progress_percent}%",
+            _local_time(job.create_time),
+            _clock(job.audio_duration.total_seconds()) if job.audio_duration is not None else "-",
+        )
+        for job in jobs
+    )
+    _write(_table(rows))
+    return EXIT_OK
+
+
+def _jobs_get(client: TranscribeClient, args: argparse.Namespace) -> int:
+    job = client.get_job(args.name, timeout=args.timeout)
+    if args.format == "json":
+        _write(job_to_json(job))
+        return EXIT_OK
+    _write("".join(f"{key + ':':<10}{value}\n" for key, value in _job_fields(job)))
+    return EXIT_OK
+
+
+def _job_fields(job: Job) -> Iterator[tuple[str, str]]:
+    yield "name", job.name
+    yield "state", job.state.value.lower()
+    yield "progress", f"{job.progress_percent}%"
+    for key, value in (
+        ("created", job.create_time),
+        ("started", job.start_time),
+        ("updated", job.update_time),
+        ("expires", job.expire_time),
+    ):
+        if value is not None:
+            yield key, _local_time(value)
+    if job.audio_duration is not None:
+        yield "duration", _clock(job.audio_duration.total_seconds())
+    if job.uri:
+        yield "uri", job.uri
+    if job.attempt:
+        yield "attempt", str(job.attempt)
+    if job.worker:
+        yield "worker", job.worker
+    if job.error is not None:
+        yield "error", str(job.error)
+    if job.transcript is not None:
+        yield "text", " ".join(render(job.transcript, "text").split())
+
+
+def _jobs_cancel(client: TranscribeClient, args: argparse.Namespace) -> int:
+    client.cancel_job(args.name, timeout=args.timeout)
+    _write(args.name + "\n")
+    return EXIT_OK
+
+
+def _jobs_delete(client: TranscribeClient, args: argparse.Namespace) -> int:
+    client.delete_job(args.name, timeout=args.timeout)
+    _write(args.name + "\n")
+    return EXIT_OK
+
+
+def _local_time(value: datetime | None) -> str:
+    return "-" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clock(seconds: float) -> str:
+    """A length as M:SS or H:MM:SS."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class _JobProgress:
+    """A job's state and progress on stderr while the CLI waits: redrawn in place on a terminal, else a line per
+    change."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        terminal: bool,
+        err: IO[str] | None = None,
+        columns: Callable[[], int] = lambda: shutil.get_terminal_size().columns,
+    ) -> None:
+        self._enabled = enabled
+        self._terminal = terminal
+        self._err = err
+        self._columns = columns
+        self._last: tuple[JobState, int] | None = None
+        self._drawn = False
+
+    def __call__(self, job: Job) -> None:
+        if not self._enabled:
+            return
+        err = self._err or sys.stderr
+        text = f"{job.name}: {job.state.value.lower()} {job.progress_percent}%"
+        if self._terminal:
+            width = max(self._columns() - 1, 10)
+            err.write(_CLEAR_LINE + text[:width])
+            self._drawn = True
+        elif (job.state, job.progress_percent) != self._last:
+            err.write(text + "\n")
+        self._last = (job.state, job.progress_percent)
+        err.flush()
+
+    def close(self) -> None:
+        """Remove the line drawn on a terminal, so that what follows starts on a clean line."""
+        if self._drawn:
+            err = self._err or sys.stderr
+            err.write(_CLEAR_LINE)
+            err.flush()
+            self._drawn = False
 
 
 def _live(args: argparse.Namespace) -> int:
@@ -607,10 +921,15 @@ def _models(args: argparse.Namespace) -> int:
         )
         for model in models
     )
+    _write(_table(rows))
+    return EXIT_OK
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as left-aligned columns two spaces apart; the first row is the header."""
     widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = ("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows)
-    _write("".join(line.rstrip() + "\n" for line in lines))
-    return EXIT_OK
+    return "".join(line.rstrip() + "\n" for line in lines)
 
 
 def _client(args: argparse.Namespace) -> TranscribeClient:

@@ -20,8 +20,10 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import TracebackType
-from typing import IO, Any, Literal, Self, TypeVar
+from typing import IO, Any, Generic, Literal, Self, TypeVar
 
+import google.longrunning.operations_pb2_grpc as lro_grpc  # type: ignore[import-untyped, unused-ignore]
+import google.longrunning.operations_proto_pb2 as lro  # type: ignore[import-untyped, unused-ignore]
 import grpc
 from google.protobuf import duration_pb2
 from grpc import aio
@@ -30,6 +32,21 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 from transcribe_client.errors import TranscribeError, from_rpc_error
+from transcribe_client.jobs import (
+    MAX_PAGE_SIZE,
+    OPERATIONS_COLLECTION,
+    PROGRESS_INTERVAL_SECONDS,
+    WAIT_SLICE_SECONDS,
+    AsyncJobFuture,
+    Job,
+    JobFuture,
+    JobProgressCallback,
+    JobStateArg,
+    WaitBudget,
+    jobs_filter,
+    settled,
+    wait_request,
+)
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -80,6 +97,9 @@ ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes sent so far, total bytes or None when the size is unknown)."""
 
 _E = TypeVar("_E", bound=int)
+_OperationsStub: Any = lro_grpc.OperationsStub
+"""google.longrunning.Operations' client stub (generated without type hints)."""
+_StreamRequest = TypeVar("_StreamRequest", pb.TranscribeStreamRequest, pb.SubmitTranscriptionStreamRequest)
 
 _BACKENDS: dict[str, pb.Backend.ValueType] = {"local": pb.BACKEND_LOCAL, "openai": pb.BACKEND_OPENAI}
 _TASKS: dict[str, pb.Task.ValueType] = {"transcribe": pb.TASK_TRANSCRIBE, "translate": pb.TASK_TRANSLATE}
@@ -99,7 +119,8 @@ class PcmFormat:
 
 
 def service_config() -> dict[str, Any]:
-    """The gRPC service config: round-robin balancing and retries of the unary methods on UNAVAILABLE."""
+    """The gRPC service config: round-robin balancing, and retries on UNAVAILABLE of the idempotent unary methods
+    (every Operations method; not SubmitTranscription, which would store a second job)."""
     return {
         "loadBalancingConfig": [{"round_robin": {}}],
         "methodConfig": [
@@ -107,6 +128,16 @@ def service_config() -> dict[str, Any]:
                 "name": [
                     {"service": SERVICE_NAME, "method": "Transcribe"},
                     {"service": SERVICE_NAME, "method": "ListModels"},
+                    *(
+                        {"service": "google.longrunning.Operations", "method": method}
+                        for method in (
+                            "GetOperation",
+                            "ListOperations",
+                            "WaitOperation",
+                            "CancelOperation",
+                            "DeleteOperation",
+                        )
+                    ),
                 ],
                 "retryPolicy": {
                     "maxAttempts": 4,
@@ -267,6 +298,21 @@ def _call_metadata(settings: _Settings, extra: Metadata) -> tuple[tuple[str, str
     return (*settings.metadata, *((str(key), str(value)) for key, value in extra))
 
 
+def _page_size(page_size: int | None) -> int:
+    """The ListOperations page size; 0 asks for the server's default."""
+    if page_size is None:
+        return 0
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise ValueError(f"page_size must be from 1 to {MAX_PAGE_SIZE}, got {page_size!r}")
+    return page_size
+
+
+def _wait_slice(settings: _Settings, on_progress: JobProgressCallback | None) -> float:
+    """How long one WaitOperation call may wait: about a second when progress is shown, never beyond the
+    client's deadline."""
+    return min(PROGRESS_INTERVAL_SECONDS if on_progress is not None else WAIT_SLICE_SECONDS, settings.timeout)
+
+
 def _chunk_bytes(chunk: object) -> bytes:
     if not isinstance(chunk, bytes | bytearray | memoryview):
         raise TypeError(f"live audio chunks must be bytes, got {type(chunk).__name__}")
@@ -333,6 +379,34 @@ class _Settings:
             return stream
         return size is None or size > self.stream_threshold
 
+    def submit_streams(self, stream: bool | None, source: _AudioSource) -> bool:
+        """A job's audio is uploaded in chunks unless it is small bytes already in memory."""
+        if stream is not None:
+            return stream
+        return not source.in_memory or source.size is None or source.size > self.stream_threshold
+
+
+@dataclass(frozen=True)
+class _Uri:
+    """Audio the server fetches from an http or https URI."""
+
+    value: str
+
+
+def _source_of(audio: Audio | None, uri: str | None, stream: bool | None) -> Audio | _Uri:
+    """The one audio source a call names: the audio given, or the URI."""
+    if audio is not None and uri is not None:
+        raise ValueError("pass either audio or uri=, not both")
+    if uri is None:
+        if audio is None:
+            raise ValueError("pass the audio (a path, bytes or a binary file) or uri=")
+        return audio
+    if not uri.strip():
+        raise ValueError("uri is empty")
+    if stream:
+        raise ValueError("audio from a URI is fetched by the server and never streamed; leave stream unset")
+    return _Uri(uri.strip())
+
 
 class _AudioSource:
     """An audio input opened for one call: in-memory bytes or a binary file read lazily."""
@@ -394,16 +468,19 @@ def _remaining_size(file: IO[bytes]) -> int | None:
     return max(end - position, 0)
 
 
-class _Upload:
-    """The request stream of one sync TranscribeStream call, which cancels the call if reading fails."""
+class _Upload(Generic[_StreamRequest]):
+    """The request stream of one sync upload call (TranscribeStream, SubmitTranscriptionStream): the config, then
+    the audio in chunks; it cancels the call if reading fails."""
 
     def __init__(
         self,
+        message: type[_StreamRequest],
         config: pb.TranscriptionConfig,
         source: _AudioSource,
         chunk_size: int,
         progress: ProgressCallback | None,
     ) -> None:
+        self.message: type[_StreamRequest] = message
         self.config = config
         self.source = source
         self.chunk_size = chunk_size
@@ -416,13 +493,13 @@ class _Upload:
         self._future = future
         self._attached.set()
 
-    def requests(self) -> Iterator[pb.TranscribeStreamRequest]:
-        yield pb.TranscribeStreamRequest(config=self.config)
+    def requests(self) -> Iterator[_StreamRequest]:
+        yield self.message(config=self.config)
         sent = 0
         try:
             for chunk in self.source.chunks(self.chunk_size):
                 # gRPC asks for the next message once the previous one was sent.
-                yield pb.TranscribeStreamRequest(audio_content=chunk)
+                yield self.message(audio_content=chunk)
                 sent += len(chunk)
                 if self.progress is not None:
                     self.progress(sent, self.source.size)
@@ -510,6 +587,7 @@ class TranscribeClient:
         else:
             self._channel = grpc.insecure_channel(settings.target, options=settings.options)
         self._stub = pb_grpc.TranscribeServiceStub(self._channel)
+        self._operations_stub: Any = None
 
     @property
     def target(self) -> str:
@@ -521,10 +599,18 @@ class TranscribeClient:
         """The channel arguments the client's own channel is (or would be) created with."""
         return list(self._settings.options)
 
+    @property
+    def _operations(self) -> Any:
+        """The google.longrunning.Operations stub on the same channel, made on first use."""
+        if self._operations_stub is None:
+            self._operations_stub = _OperationsStub(self._channel)
+        return self._operations_stub
+
     def transcribe(
         self,
-        audio: Audio,
+        audio: Audio | None = None,
         *,
+        uri: str | None = None,
         stream: bool | None = None,
         backend: BackendName | pb.Backend.ValueType | None = None,
         model: str = "",
@@ -537,7 +623,10 @@ class TranscribeClient:
         timeout: float | None = None,
         progress: ProgressCallback | None = None,
     ) -> pb.Transcript:
-        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input."""
+        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input.
+
+        With uri= instead of audio, the server fetches the recording from that http or https URI.
+        """
         config = transcription_config(
             backend=backend,
             model=model,
@@ -549,35 +638,50 @@ class TranscribeClient:
             pcm=pcm,
         )
         deadline = self._settings.deadline(timeout)
-        source = _AudioSource(audio)
+        audio_source = _source_of(audio, uri, stream)
+        if isinstance(audio_source, _Uri):
+            return self._transcribe(pb.TranscribeRequest(config=config, uri=audio_source.value), deadline)
+        source = _AudioSource(audio_source)
         try:
             if self._settings.use_stream(stream, source.size):
-                return self._upload(config, source, deadline, progress)
-            request = pb.TranscribeRequest(config=config, content=source.read_all())
-            try:
-                response: pb.TranscribeResponse = self._stub.Transcribe(
-                    request, timeout=deadline, metadata=self._settings.metadata
+                response: pb.TranscribeStreamResponse = self._stream(
+                    self._stub.TranscribeStream,
+                    pb.TranscribeStreamRequest,
+                    config,
+                    source,
+                    deadline=deadline,
+                    progress=progress,
                 )
-            except grpc.RpcError as err:
-                raise from_rpc_error(err) from err
-            return response.transcript
+                return response.transcript
+            return self._transcribe(pb.TranscribeRequest(config=config, content=source.read_all()), deadline)
         finally:
             source.close()
 
-    def _upload(
+    def _transcribe(self, request: pb.TranscribeRequest, deadline: float) -> pb.Transcript:
+        try:
+            response: pb.TranscribeResponse = self._stub.Transcribe(
+                request, timeout=deadline, metadata=self._settings.metadata
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return response.transcript
+
+    def _stream(
         self,
+        method: Any,
+        message: type[_StreamRequest],
         config: pb.TranscriptionConfig,
         source: _AudioSource,
+        *,
         deadline: float,
         progress: ProgressCallback | None,
-    ) -> pb.Transcript:
-        upload = _Upload(config, source, self._settings.chunk_size, progress)
-        future = self._stub.TranscribeStream.future(
-            upload.requests(), timeout=deadline, metadata=self._settings.metadata
-        )
+    ) -> Any:
+        """Upload the config and then the audio in chunks with a client-streaming method; its response."""
+        upload = _Upload(message, config, source, self._settings.chunk_size, progress)
+        future = method.future(upload.requests(), timeout=deadline, metadata=self._settings.metadata)
         upload.attach(future)
         try:
-            response: pb.TranscribeStreamResponse = future.result()
+            return future.result()
         except (grpc.RpcError, grpc.FutureCancelledError) as err:
             if upload.error is not None:
                 raise upload.error from None
@@ -587,7 +691,160 @@ class TranscribeClient:
         except BaseException:
             future.cancel()
             raise
-        return response.transcript
+
+    def submit(
+        self,
+        audio: Audio | None = None,
+        *,
+        uri: str | None = None,
+        stream: bool | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        pcm: PcmFormat | None = None,
+        timeout: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Job:
+        """Start a transcription job and return it (queued) as soon as the server has stored it.
+
+        Files and file objects are uploaded in chunks with SubmitTranscriptionStream; small bytes in memory and
+        uri= (fetched by the server when the job runs) go in one SubmitTranscription message. stream=True/False
+        forces either way for audio. A full job queue raises TranscribeError RESOURCE_EXHAUSTED (JOB_QUEUE_FULL,
+        with retry_delay). Follow the job with wait_job(job.name), get_job or job_future(job).
+        """
+        config = transcription_config(
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+            pcm=pcm,
+        )
+        deadline = self._settings.deadline(timeout)
+        audio_source = _source_of(audio, uri, stream)
+        if isinstance(audio_source, _Uri):
+            return self._submit(pb.SubmitTranscriptionRequest(config=config, uri=audio_source.value), deadline)
+        source = _AudioSource(audio_source)
+        try:
+            if self._settings.submit_streams(stream, source):
+                operation = self._stream(
+                    self._stub.SubmitTranscriptionStream,
+                    pb.SubmitTranscriptionStreamRequest,
+                    config,
+                    source,
+                    deadline=deadline,
+                    progress=progress,
+                )
+                return Job.from_operation(operation)
+            return self._submit(pb.SubmitTranscriptionRequest(config=config, content=source.read_all()), deadline)
+        finally:
+            source.close()
+
+    def _submit(self, request: pb.SubmitTranscriptionRequest, deadline: float) -> Job:
+        try:
+            operation = self._stub.SubmitTranscription(request, timeout=deadline, metadata=self._settings.metadata)
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return Job.from_operation(operation)
+
+    def get_job(self, name: str, *, timeout: float | None = None) -> Job:
+        """The job as it is now (GetOperation); an unknown name raises TranscribeError NOT_FOUND (JOB_NOT_FOUND)."""
+        return Job.from_operation(self._operation_call("GetOperation", lro.GetOperationRequest(name=name), timeout))
+
+    def list_jobs(
+        self,
+        *,
+        state: JobStateArg | Iterable[JobStateArg] | None = None,
+        done: bool | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[Job]:
+        """Every job, newest first, in any of the states given and (when done is given) done or not.
+
+        The iterator asks for one page (page_size jobs, default the server's 50, at most 1000) at a time, as it
+        is read; timeout is the deadline of each page's call.
+        """
+        query = jobs_filter(state, done)
+        size = _page_size(page_size)
+        deadline = self._settings.deadline(timeout)
+        return self._list_jobs(query, size, deadline)
+
+    def _list_jobs(self, query: str | None, page_size: int, deadline: float) -> Iterator[Job]:
+        if query is None:
+            return
+        token = ""
+        while True:
+            request = lro.ListOperationsRequest(
+                name=OPERATIONS_COLLECTION, filter=query, page_size=page_size, page_token=token
+            )
+            try:
+                response = self._operations.ListOperations(request, timeout=deadline, metadata=self._settings.metadata)
+            except grpc.RpcError as err:
+                raise from_rpc_error(err) from err
+            for operation in response.operations:
+                yield Job.from_operation(operation)
+            token = str(response.next_page_token)
+            if not token:
+                return
+
+    def wait_job(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,
+        on_progress: JobProgressCallback | None = None,
+    ) -> Job:
+        """Wait until the job is done and return it with its transcript (WaitOperation, again and again).
+
+        A failed job raises its TranscribeError (the code and reason a direct call would have failed with); a
+        cancelled one raises JobCancelledError. timeout (seconds, None for no limit) bounds the whole wait and
+        raises TimeoutError when it passes first. on_progress is called with the job about every second.
+        """
+        return settled(self._wait_done(name, timeout, on_progress))
+
+    def _wait_done(self, name: str, timeout: float | None, on_progress: JobProgressCallback | None) -> Job:
+        """The job once it is done, whatever its outcome; TimeoutError when timeout passes first."""
+        budget = WaitBudget(timeout, slice_seconds=_wait_slice(self._settings, on_progress))
+        while True:
+            plan = wait_request(name, budget.next_wait())
+            if plan is None:
+                job = self.get_job(name)
+            else:
+                request, deadline = plan
+                job = Job.from_operation(self._operation_call("WaitOperation", request, deadline))
+            if on_progress is not None:
+                on_progress(job)
+            if job.done:
+                return job
+            if budget.expired():
+                raise budget.timeout_error(job)
+
+    def cancel_job(self, name: str, *, timeout: float | None = None) -> None:
+        """Cancel the job: a queued job never starts, a running one stops; it ends CANCELLED (JOB_CANCELLED)."""
+        self._operation_call("CancelOperation", lro.CancelOperationRequest(name=name), timeout)
+
+    def delete_job(self, name: str, *, timeout: float | None = None) -> None:
+        """Delete the job's record and audio, cancelling it first if it is still running."""
+        self._operation_call("DeleteOperation", lro.DeleteOperationRequest(name=name), timeout)
+
+    def job_future(self, job: Job | str) -> JobFuture:
+        """A future for the job (a Job, or a name that is looked up now)."""
+        return JobFuture(self, job if isinstance(job, Job) else self.get_job(job))
+
+    def _operation_call(self, method: str, request: Any, timeout: float | None) -> Any:
+        """Call a google.longrunning.Operations method and return its response."""
+        try:
+            return getattr(self._operations, method)(
+                request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
 
     def live(
         self,
@@ -743,6 +1000,7 @@ class AsyncTranscribeClient:
         else:
             self._channel = aio.insecure_channel(settings.target, options=settings.options)
         self._stub = pb_grpc.TranscribeServiceStub(self._channel)
+        self._operations_stub: Any = None
 
     @property
     def target(self) -> str:
@@ -754,10 +1012,18 @@ class AsyncTranscribeClient:
         """The channel arguments the client's own channel is (or would be) created with."""
         return list(self._settings.options)
 
+    @property
+    def _operations(self) -> Any:
+        """The google.longrunning.Operations stub on the same channel, made on first use."""
+        if self._operations_stub is None:
+            self._operations_stub = _OperationsStub(self._channel)
+        return self._operations_stub
+
     async def transcribe(
         self,
-        audio: Audio,
+        audio: Audio | None = None,
         *,
+        uri: str | None = None,
         stream: bool | None = None,
         backend: BackendName | pb.Backend.ValueType | None = None,
         model: str = "",
@@ -770,7 +1036,10 @@ class AsyncTranscribeClient:
         timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline, as in the sync client
         progress: ProgressCallback | None = None,
     ) -> pb.Transcript:
-        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input."""
+        """Transcribe a file path, bytes or binary file object; stream=None streams large or unsized input.
+
+        With uri= instead of audio, the server fetches the recording from that http or https URI.
+        """
         config = transcription_config(
             backend=backend,
             model=model,
@@ -782,37 +1051,53 @@ class AsyncTranscribeClient:
             pcm=pcm,
         )
         deadline = self._settings.deadline(timeout)
-        source = await asyncio.to_thread(_AudioSource, audio)
+        audio_source = _source_of(audio, uri, stream)
+        if isinstance(audio_source, _Uri):
+            return await self._transcribe(pb.TranscribeRequest(config=config, uri=audio_source.value), deadline)
+        source = await asyncio.to_thread(_AudioSource, audio_source)
         try:
             if self._settings.use_stream(stream, source.size):
-                return await self._upload(config, source, deadline, progress)
-            content = source.read_all() if source.in_memory else await asyncio.to_thread(source.read_all)
-            try:
-                response: pb.TranscribeResponse = await self._stub.Transcribe(
-                    pb.TranscribeRequest(config=config, content=content),
-                    timeout=deadline,
-                    metadata=self._settings.metadata,
+                response: pb.TranscribeStreamResponse = await self._stream(
+                    self._stub.TranscribeStream,
+                    pb.TranscribeStreamRequest,
+                    config,
+                    source,
+                    deadline=deadline,
+                    progress=progress,
                 )
-            except grpc.RpcError as err:
-                raise from_rpc_error(err) from err
-            return response.transcript
+                return response.transcript
+            content = source.read_all() if source.in_memory else await asyncio.to_thread(source.read_all)
+            return await self._transcribe(pb.TranscribeRequest(config=config, content=content), deadline)
         finally:
             source.close()
 
-    async def _upload(
+    async def _transcribe(self, request: pb.TranscribeRequest, deadline: float) -> pb.Transcript:
+        try:
+            response: pb.TranscribeResponse = await self._stub.Transcribe(
+                request, timeout=deadline, metadata=self._settings.metadata
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return response.transcript
+
+    async def _stream(
         self,
+        method: Any,
+        message: type[_StreamRequest],
         config: pb.TranscriptionConfig,
         source: _AudioSource,
+        *,
         deadline: float,
         progress: ProgressCallback | None,
-    ) -> pb.Transcript:
-        call = self._stub.TranscribeStream(timeout=deadline, metadata=self._settings.metadata)
+    ) -> Any:
+        """Upload the config and then the audio in chunks with a client-streaming method; its response."""
+        call = method(timeout=deadline, metadata=self._settings.metadata)
         try:
             try:
-                await call.write(pb.TranscribeStreamRequest(config=config))
+                await call.write(message(config=config))
                 sent = 0
                 async for chunk in _read_chunks(source, self._settings.chunk_size):
-                    await call.write(pb.TranscribeStreamRequest(audio_content=chunk))
+                    await call.write(message(audio_content=chunk))
                     sent += len(chunk)
                     if progress is not None:
                         progress(sent, source.size)
@@ -821,13 +1106,177 @@ class AsyncTranscribeClient:
                 await call.done_writing()
             except asyncio.InvalidStateError:
                 pass  # the call already ended; awaiting it raises its status
-            response: pb.TranscribeStreamResponse = await call
+            return await call
         except grpc.RpcError as err:
             raise from_rpc_error(err) from err
         except BaseException:
             call.cancel()
             raise
-        return response.transcript
+
+    async def submit(
+        self,
+        audio: Audio | None = None,
+        *,
+        uri: str | None = None,
+        stream: bool | None = None,
+        backend: BackendName | pb.Backend.ValueType | None = None,
+        model: str = "",
+        language: str = "",
+        prompt: str = "",
+        temperature: float | None = None,
+        task: TaskName | pb.Task.ValueType = "transcribe",
+        word_timestamps: bool = False,
+        pcm: PcmFormat | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+        progress: ProgressCallback | None = None,
+    ) -> Job:
+        """Start a transcription job and return it as soon as the server has stored it; as TranscribeClient.submit."""
+        config = transcription_config(
+            backend=backend,
+            model=model,
+            language=language,
+            prompt=prompt,
+            temperature=temperature,
+            task=task,
+            word_timestamps=word_timestamps,
+            pcm=pcm,
+        )
+        deadline = self._settings.deadline(timeout)
+        audio_source = _source_of(audio, uri, stream)
+        if isinstance(audio_source, _Uri):
+            return await self._submit(pb.SubmitTranscriptionRequest(config=config, uri=audio_source.value), deadline)
+        source = await asyncio.to_thread(_AudioSource, audio_source)
+        try:
+            if self._settings.submit_streams(stream, source):
+                operation = await self._stream(
+                    self._stub.SubmitTranscriptionStream,
+                    pb.SubmitTranscriptionStreamRequest,
+                    config,
+                    source,
+                    deadline=deadline,
+                    progress=progress,
+                )
+                return Job.from_operation(operation)
+            content = source.read_all() if source.in_memory else await asyncio.to_thread(source.read_all)
+            return await self._submit(pb.SubmitTranscriptionRequest(config=config, content=content), deadline)
+        finally:
+            source.close()
+
+    async def _submit(self, request: pb.SubmitTranscriptionRequest, deadline: float) -> Job:
+        try:
+            operation = await self._stub.SubmitTranscription(
+                request, timeout=deadline, metadata=self._settings.metadata
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
+        return Job.from_operation(operation)
+
+    async def get_job(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+    ) -> Job:
+        """The job as it is now (GetOperation); an unknown name raises TranscribeError NOT_FOUND (JOB_NOT_FOUND)."""
+        operation = await self._operation_call("GetOperation", lro.GetOperationRequest(name=name), timeout)
+        return Job.from_operation(operation)
+
+    def list_jobs(
+        self,
+        *,
+        state: JobStateArg | Iterable[JobStateArg] | None = None,
+        done: bool | None = None,
+        page_size: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[Job]:
+        """Every job, newest first: `async for job in client.list_jobs(...)`; as TranscribeClient.list_jobs."""
+        query = jobs_filter(state, done)
+        size = _page_size(page_size)
+        deadline = self._settings.deadline(timeout)
+        return self._list_jobs(query, size, deadline)
+
+    async def _list_jobs(self, query: str | None, page_size: int, deadline: float) -> AsyncIterator[Job]:
+        if query is None:
+            return
+        token = ""
+        while True:
+            request = lro.ListOperationsRequest(
+                name=OPERATIONS_COLLECTION, filter=query, page_size=page_size, page_token=token
+            )
+            response = await self._operation_call("ListOperations", request, deadline)
+            for operation in response.operations:
+                yield Job.from_operation(operation)
+            token = str(response.next_page_token)
+            if not token:
+                return
+
+    async def wait_job(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - a bound on the whole wait, as in the sync client
+        on_progress: JobProgressCallback | None = None,
+    ) -> Job:
+        """Wait until the job is done and return it with its transcript; as TranscribeClient.wait_job."""
+        return settled(await self._wait_done(name, timeout, on_progress))
+
+    async def _wait_done(
+        self,
+        name: str,
+        timeout: float | None,  # noqa: ASYNC109
+        on_progress: JobProgressCallback | None,
+    ) -> Job:
+        """The job once it is done, whatever its outcome; TimeoutError when timeout passes first."""
+        budget = WaitBudget(timeout, slice_seconds=_wait_slice(self._settings, on_progress))
+        while True:
+            plan = wait_request(name, budget.next_wait())
+            if plan is None:
+                job = await self.get_job(name)
+            else:
+                request, deadline = plan
+                job = Job.from_operation(await self._operation_call("WaitOperation", request, deadline))
+            if on_progress is not None:
+                on_progress(job)
+            if job.done:
+                return job
+            if budget.expired():
+                raise budget.timeout_error(job)
+
+    async def cancel_job(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+    ) -> None:
+        """Cancel the job: a queued job never starts, a running one stops; it ends CANCELLED (JOB_CANCELLED)."""
+        await self._operation_call("CancelOperation", lro.CancelOperationRequest(name=name), timeout)
+
+    async def delete_job(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the gRPC deadline
+    ) -> None:
+        """Delete the job's record and audio, cancelling it first if it is still running."""
+        await self._operation_call("DeleteOperation", lro.DeleteOperationRequest(name=name), timeout)
+
+    async def job_future(self, job: Job | str) -> AsyncJobFuture:
+        """A future for the job (a Job, or a name that is looked up now)."""
+        return AsyncJobFuture(self, job if isinstance(job, Job) else await self.get_job(job))
+
+    async def _operation_call(
+        self,
+        method: str,
+        request: Any,
+        timeout: float | None,  # noqa: ASYNC109
+    ) -> Any:
+        """Call a google.longrunning.Operations method and return its response."""
+        try:
+            return await getattr(self._operations, method)(
+                request, timeout=self._settings.deadline(timeout), metadata=self._settings.metadata
+            )
+        except grpc.RpcError as err:
+            raise from_rpc_error(err) from err
 
     def live(
         self,

@@ -1,4 +1,4 @@
-"""TranscribeError: a failed RPC with the AIP-193 error details the server attached."""
+"""TranscribeError: a failed RPC (or a failed job) with the AIP-193 error details the server attached."""
 
 from __future__ import annotations
 
@@ -10,10 +10,20 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc import aio
 from grpc_status import rpc_status
 
-__all__ = ["ERROR_DOMAIN", "STATUS_DETAILS_KEY", "TranscribeError", "from_rpc_error"]
+__all__ = [
+    "ERROR_DOMAIN",
+    "JOB_CANCELLED_REASON",
+    "STATUS_DETAILS_KEY",
+    "JobCancelledError",
+    "TranscribeError",
+    "from_rpc_error",
+    "from_status",
+]
 
 ERROR_DOMAIN = "transcribe.v1"
 STATUS_DETAILS_KEY = "grpc-status-details-bin"
+JOB_CANCELLED_REASON = "JOB_CANCELLED"
+_CODES: dict[int, grpc.StatusCode] = {int(code.value[0]): code for code in grpc.StatusCode}
 
 
 class TranscribeError(Exception):
@@ -50,6 +60,22 @@ class TranscribeError(Exception):
 
     def __repr__(self) -> str:
         return f"TranscribeError(code={self.code.name}, message={self.message!r}, reason={self.reason!r})"
+
+
+class JobCancelledError(TranscribeError):
+    """A job that was cancelled before it finished: code CANCELLED, reason JOB_CANCELLED."""
+
+
+def from_status(status: Any) -> TranscribeError:
+    """Convert a google.rpc.Status, such as a failed job's Operation.error, into a TranscribeError.
+
+    A CANCELLED status (a cancelled job) becomes a JobCancelledError.
+    """
+    code = _CODES.get(int(status.code), grpc.StatusCode.UNKNOWN)
+    error_type = JobCancelledError if code is grpc.StatusCode.CANCELLED else TranscribeError
+    error = error_type(code, str(status.message))
+    _apply_details(error, status)
+    return error
 
 
 def from_rpc_error(error: grpc.RpcError) -> TranscribeError:

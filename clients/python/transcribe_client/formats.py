@@ -1,18 +1,22 @@
-"""Render a Transcript as plain text, JSON, SubRip (SRT) or WebVTT, and a live response as one JSON line."""
+"""Render a Transcript as plain text, JSON, SubRip (SRT) or WebVTT; a live response or a job as JSON."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from typing import Any, Literal, get_args
 
 from google.protobuf import duration_pb2, json_format
 
 from transcribe.v1 import transcribe_service_pb2 as pb
+from transcribe_client.jobs import Job
 
 __all__ = [
     "FORMATS",
     "OutputFormat",
+    "job_to_dict",
+    "job_to_json",
     "live_to_dict",
     "live_to_json",
     "render",
@@ -104,6 +108,52 @@ def live_to_dict(response: pb.TranscribeLiveResponse) -> dict[str, Any]:
 def live_to_json(response: pb.TranscribeLiveResponse) -> str:
     """A live response as one line of JSON (see live_to_dict), without the newline."""
     return json.dumps(live_to_dict(response), ensure_ascii=False)
+
+
+def job_to_dict(job: Job) -> dict[str, Any]:
+    """A job as plain data: name, state (lower case), done, progress_percent, times (RFC 3339 UTC), audio_duration
+    (seconds), uri, attempt, worker, and the transcript (proto3 JSON, as to_json writes it) or the error (code,
+    message, reason, metadata); fields the job does not have are left out."""
+    data: dict[str, Any] = {
+        "name": job.name,
+        "state": job.state.value.lower(),
+        "done": job.done,
+        "progress_percent": job.progress_percent,
+    }
+    for key, value in (
+        ("create_time", job.create_time),
+        ("start_time", job.start_time),
+        ("update_time", job.update_time),
+        ("expire_time", job.expire_time),
+    ):
+        if value is not None:
+            data[key] = _rfc3339(value)
+    if job.audio_duration is not None:
+        data["audio_duration"] = round(job.audio_duration.total_seconds(), 3)
+    if job.uri:
+        data["uri"] = job.uri
+    data["attempt"] = job.attempt
+    if job.worker:
+        data["worker"] = job.worker
+    if job.transcript is not None:
+        data["transcript"] = json.loads(to_json(job.transcript))
+    if job.error is not None:
+        data["error"] = {
+            "code": job.error.code.name,
+            "message": job.error.message,
+            "reason": job.error.reason,
+            "metadata": dict(job.error.metadata),
+        }
+    return data
+
+
+def job_to_json(job: Job) -> str:
+    """A job as indented JSON (see job_to_dict), ending with a newline."""
+    return json.dumps(job_to_dict(job), indent=2, ensure_ascii=False) + "\n"
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def _live_result(result: pb.LiveResult) -> dict[str, Any]:
