@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import concurrency, engines, http, live, lone, long_recording, overhead, upload
+from bench import concurrency, engines, http, jobs, live, lone, long_recording, overhead, upload
 from bench.common import GIB, MIB, RESULTS, load_clips, say, write_json
 from bench.machine import describe, load_average
 from bench.report import SECTIONS, render
@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
             rounds=2 if args.quick else 8,
             upload_total=256 * MIB if args.quick else GIB,
         ),
+        "jobs": lambda: jobs.run(short, jobs.quick_plan() if args.quick else jobs.Plan()),
     }
     say(f"running {', '.join(name for name in SECTIONS if name in chosen)}; results in {output}")
     for name in SECTIONS:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bench.common import MIB
 
-SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long", "live", "http")
+SECTIONS = ("engines", "overhead", "concurrency", "upload", "lone", "long", "live", "http", "jobs")
 TITLES = {
     "engines": "1. Engines on the same clips",
     "overhead": "2. Service overhead",
@@ -19,6 +19,7 @@ TITLES = {
     "long": "6. Long recordings",
     "live": "7. Live transcription",
     "http": "8. The HTTP face",
+    "jobs": "9. Jobs",
 }
 HTTP_OVERHEAD_TARGET = 3.0
 SPEEDUP_TARGET = 5.0
@@ -36,6 +37,7 @@ LIVE_CPU_TARGET = 0.4
 LIVE_MEMORY_GROWTH_TARGET = 0.10
 LIVE_REFUSAL_TARGET = 0.5
 LIVE_CAPACITY_TARGET = 4
+JOBS_MEMORY_FLAT = 0.10
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
@@ -577,6 +579,26 @@ def _targets(sections: dict[str, dict[str, Any]]) -> list[str]:
             f"<= {UPLOAD_GROWTH_TARGET / MIB:.0f} MiB | {growth / MIB:.1f} MiB | "
             f"{_verdict(growth <= UPLOAD_GROWTH_TARGET)} |"
         )
+    if jobs := sections.get("jobs"):
+        memory = jobs["result"]["embedded"]["memory"]
+        lines.append(
+            f"| server RSS flat (within {JOBS_MEMORY_FLAT:.0%}) over a run of {memory['jobs']} jobs: the last "
+            f"{memory['mark_every']} against the first {memory['mark_every']} (peaks while they ran) | "
+            f"{_mib(memory['rss_end_bytes'])} vs {_mib(memory['rss_first_bytes'])} "
+            f"({(memory['rss_ratio'] - 1) * 100:+.1f}%) | "
+            f"{_verdict(abs(memory['rss_ratio'] - 1) <= JOBS_MEMORY_FLAT)} |"
+        )
+        bursts = _bursts(jobs["result"])
+        clean = all(row["refusals_all_job_queue_full"] and row["lost"] == 0 for _, row in bursts)
+        lines.append(
+            "| a burst beyond the job queue: every refusal RESOURCE_EXHAUSTED JOB_QUEUE_FULL, no accepted job lost | "
+            + "; ".join(
+                f"{mode} queue {row['queue_size']}: {row['accepted']} accepted, {row['refused']} refused, "
+                f"{row['lost']} lost"
+                for mode, row in bursts
+            )
+            + f" | {_verdict(clean)} |"
+        )
     if len(lines) == 4:
         lines.append("| (no section needed by a target was run) | - | - |")
     lines += [
@@ -605,6 +627,109 @@ def _http(data: dict[str, Any]) -> list[str]:
     ]
 
 
+def _bursts(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (mode, data[key][burst])
+        for key, mode in (("embedded", "embedded"), ("celery", "Celery"))
+        for burst in ("burst_bounded", "burst_default")
+    ]
+
+
+def _jobs(data: dict[str, Any]) -> list[str]:
+    clips = data["clips"]
+    plan = data["plan"]
+    described = " and ".join(
+        f"`{clip['file']}` ({clip['audio_seconds']:.1f} s, "
+        f"{plan['short_jobs'] if name == '10s' else plan['minute_jobs']} jobs per configuration)"
+        for name, clip in clips.items()
+    )
+    lines = [
+        f"## {TITLES['jobs']}",
+        "",
+        "Long-running jobs through the real server: `SubmitTranscription` with the audio in the request, then "
+        f"`WaitOperation`. Clips: {described}; the 62 s clip is at least `local_batched_min_seconds` long, so "
+        "one job of it is transcribed in windows on both local workers. Embedded: one server, "
+        f"{data['embedded_settings']}. Celery {data['celery_version']}: redis-server {data['celery']['redis']} "
+        f"started by the bench on a loopback port (no persistence), {data['celery_settings']}. Each configuration is warmed up, "
+        "then every job is submitted at once; jobs per minute = jobs / (the last job's server-stamped end - "
+        "the first submission).",
+        "",
+        "| clip | embedded, jobs_workers=1 | embedded, jobs_workers=2 | 2 vs 1 | Celery, 1 worker process "
+        "| Celery, 2 worker processes | 2 vs 1 |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    rates = {(row["configuration"], row["clip"]): row for row in data["throughput"]}
+    ratios = {(row["mode"], row["clip"]): row["ratio"] for row in data["ratios"]}
+
+    def cell(configuration: str, clip: str) -> str:
+        row = rates.get((configuration, clip))
+        if row is None:
+            return "-"
+        return f"{row['jobs_per_minute']:.1f}/min ({row['audio_real_time_factor']:.1f}x)"
+
+    for clip in clips:
+        embedded_ratio, celery_ratio = ratios.get(("embedded", clip)), ratios.get(("Celery", clip))
+        lines.append(
+            f"| {clip} | {cell('embedded, jobs_workers=1', clip)} | {cell('embedded, jobs_workers=2', clip)} | "
+            f"{'-' if embedded_ratio is None else f'{embedded_ratio:.2f}x'} | "
+            f"{cell('Celery, 1 worker process', clip)} | {cell('Celery, 2 worker processes', clip)} | "
+            f"{'-' if celery_ratio is None else f'{celery_ratio:.2f}x'} |"
+        )
+    lines += [
+        "",
+        "In brackets: audio seconds transcribed per wall second. Every job succeeded: "
+        f"{sum(row['succeeded'] for row in data['throughput'])} of {sum(row['jobs'] for row in data['throughput'])}.",
+        "",
+        "**Submit to running, idle.** One job at a time, each submitted 0.5 s after the previous one finished "
+        "(`jobs_workers=2` embedded; two Celery worker processes): start_time - create_time from the job's "
+        "metadata, both stamped on this machine's clock by the server or worker; beside it what a client polling "
+        "`GetOperation` every 10 ms sees from before its submit call (so it includes that call).",
+        "",
+        "| mode | submissions | metadata p50 | metadata p95 | metadata max | client polling p50 / p95 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for key, mode in (("embedded", "embedded"), ("celery", "Celery")):
+        idle = data[key]["idle"]
+        lines.append(
+            f"| {mode} | {idle['submissions']} | {idle['metadata_p50_seconds'] * 1000:.1f} ms | "
+            f"{idle['metadata_p95_seconds'] * 1000:.1f} ms | {idle['metadata_max_seconds'] * 1000:.1f} ms | "
+            f"{idle['polled_p50_seconds'] * 1000:.0f} ms / {idle['polled_p95_seconds'] * 1000:.0f} ms |"
+        )
+    lines += [
+        "",
+        "**A burst.** Submissions released together from as many threads (the 10s clip), against a server with "
+        "`TRANSCRIBE_JOBS_QUEUE_SIZE` bounded and at its default; then every accepted job is waited for and looked "
+        "up in `ListOperations`. Lost = accepted but not listed done.",
+        "",
+        "| mode | queue size | submitted | accepted | refused | refusals | listed | done (succeeded) | lost |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for mode, row in _bursts(data):
+        kinds = ", ".join(f"{count} {kind}" for kind, count in row["refusals_by_kind"].items()) or "-"
+        if row["refused"]:
+            kinds += f" ({row['refusals_with_retry_info']} with RetryInfo)"
+        lines.append(
+            f"| {mode} | {row['queue_size']} | {row['submissions']} | {row['accepted']} | {row['refused']} | "
+            f"{kinds} | {row['listed']} | {row['done']} ({row['succeeded']}) | {row['lost']} |"
+        )
+    memory = data["embedded"]["memory"]
+    series = ", ".join(f"{mark['jobs_done']}: {mark['window_peak_bytes'] / MIB:.0f}" for mark in memory["rss_marks"])
+    lines += [
+        "",
+        f"**Server memory.** A fresh embedded server with default settings, {memory['jobs']} jobs of the "
+        f"{memory['clip']} clip submitted at once ({memory['succeeded']} succeeded, {memory['wall_seconds']:.0f} s); "
+        "VmRSS from /proc/PID/status every 0.1 s. Peak while the first "
+        f"{memory['mark_every']} jobs ran {_mib(memory['rss_first_bytes'])}, while the last "
+        f"{memory['mark_every']} ran {_mib(memory['rss_end_bytes'])} ({memory['rss_ratio']:.2f}x); peak by jobs "
+        f"done (MiB): {series}. Idle before {_mib(memory['rss_idle_bytes'])}; read at the moment the first "
+        f"{memory['mark_every']} were done {_mib(memory['rss_at_first_mark_bytes'])}, when all were done "
+        f"{_mib(memory['rss_at_end_bytes'])}, 1 s later {_mib(memory['rss_after_bytes'])}; VmHWM "
+        f"{_mib(memory['vmhwm_bytes'])}.",
+        "",
+    ]
+    return lines
+
+
 def render(folder: Path) -> str:
     """The markdown report of every section result in folder."""
     sections = load(folder)
@@ -631,6 +756,7 @@ def render(folder: Path) -> str:
         "long": _long,
         "live": _live,
         "http": _http,
+        "jobs": _jobs,
     }
     for name in SECTIONS:
         if name in sections:

@@ -142,7 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", metavar="{transcribe,live,submit,jobs,health,models}", required=True)
+    commands = parser.add_subparsers(
+        dest="command", metavar="{transcribe,live,submit,jobs,health,models}", required=True
+    )
 
     transcribe = commands.add_parser(
         "transcribe", parents=[connection], help="transcribe an audio file (the default command)"
