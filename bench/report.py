@@ -38,6 +38,12 @@ LIVE_MEMORY_GROWTH_TARGET = 0.10
 LIVE_REFUSAL_TARGET = 0.5
 LIVE_CAPACITY_TARGET = 4
 JOBS_MEMORY_FLAT = 0.10
+CONFIGURATIONS = (
+    "embedded, jobs_workers=1",
+    "embedded, jobs_workers=2",
+    "Celery, 1 worker process",
+    "Celery, 2 worker processes",
+)
 
 
 def load(folder: Path) -> dict[str, dict[str, Any]]:
@@ -648,11 +654,11 @@ def _jobs(data: dict[str, Any]) -> list[str]:
         "",
         "Long-running jobs through the real server: `SubmitTranscription` with the audio in the request, then "
         f"`WaitOperation`. Clips: {described}; the 62 s clip is at least `local_batched_min_seconds` long, so "
-        "one job of it is transcribed in windows on both local workers. Embedded: one server, "
+        "one job of it is cut into windows spread over every local worker of its process. Embedded: one server, "
         f"{data['embedded_settings']}. Celery {data['celery_version']}: redis-server {data['celery']['redis']} "
-        f"started by the bench on a loopback port (no persistence), {data['celery_settings']}. Each configuration is warmed up, "
-        "then every job is submitted at once; jobs per minute = jobs / (the last job's server-stamped end - "
-        "the first submission).",
+        f"started by the bench on a loopback port (no persistence), {data['celery_settings']}. Each "
+        "configuration is warmed up, then every job is submitted at once; jobs per minute = jobs / (the last "
+        "job's server-stamped end - the first submission).",
         "",
         "| clip | embedded, jobs_workers=1 | embedded, jobs_workers=2 | 2 vs 1 | Celery, 1 worker process "
         "| Celery, 2 worker processes | 2 vs 1 |",
@@ -675,9 +681,19 @@ def _jobs(data: dict[str, Any]) -> list[str]:
             f"{cell('Celery, 1 worker process', clip)} | {cell('Celery, 2 worker processes', clip)} | "
             f"{'-' if celery_ratio is None else f'{celery_ratio:.2f}x'} |"
         )
+        if all("cpu_cores_others" in row for row in data["throughput"]):
+            others = [
+                "-" if (row := rates.get((configuration, clip))) is None else f"{row['cpu_cores_others']:.2f}"
+                for configuration in CONFIGURATIONS
+            ]
+            lines.append(
+                f"| {clip}: other processes' CPU (cores) | {others[0]} | {others[1]} | | {others[2]} | {others[3]} | |"
+            )
     lines += [
         "",
-        "In brackets: audio seconds transcribed per wall second. Every job succeeded: "
+        "In brackets: audio seconds transcribed per wall second. Other processes' CPU: the machine's busy CPU "
+        "time (/proc/stat) less that of the bench, its servers, workers and redis-server, over the measurement: "
+        "the other work sharing the 2 cores. Jobs that succeeded: "
         f"{sum(row['succeeded'] for row in data['throughput'])} of {sum(row['jobs'] for row in data['throughput'])}.",
         "",
         "**Submit to running, idle.** One job at a time, each submitted 0.5 s after the previous one finished "

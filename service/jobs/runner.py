@@ -136,8 +136,9 @@ class JobExecutor:
         def change(current: Job) -> Job | None:
             return done(current) if holds(current, self.worker) and current.attempt == job.attempt else None
 
-        await self._store.update(job.id, change)
-        self._audio.remove(job.audio)
+        result = await self._store.update(job.id, change)
+        if result is None or result[1]:  # deleted, or ended here; not when another worker took the job over
+            self._audio.remove(job.audio)
 
     async def _transcribe(self, job: Job, progress: _ProgressBox) -> Transcript:
         audio: AsyncIterator[bytes]
@@ -161,7 +162,11 @@ class JobExecutor:
                 progress=progress.fraction,
                 duration=progress.total,
             )
-            result = await self._store.update(job.id, change)
+            try:
+                result = await self._store.update(job.id, change)
+            except Exception:
+                log.exception("job %s: renewing its lease failed; trying again", job.id)
+                continue
             current = None if result is None else result[0]
             if current is None or current.cancel_requested:
                 stop.append(_Stop.CANCEL)
