@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -12,12 +14,11 @@ from google.longrunning import operations_proto_pb2 as lro
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
+from service.jobs.audio import JobAudio
 from tests.conftest import DATA, Fixture, RunningServer, StartServer
 from tests.fakes.file_server import FileServer
 from tests.helpers import assert_has_words, error_details
 from transcribe.v1 import transcribe_service_pb2 as pb
-
-pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 WAV = "speech_en.wav"
 
@@ -316,3 +317,21 @@ async def test_finished_jobs_are_deleted_after_the_retention_time(
     with pytest.raises(grpc.aio.AioRpcError) as gone:
         await server.operations.GetOperation(lro.GetOperationRequest(name=operation.name))
     assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_the_audio_folder_drops_only_partial_uploads_that_stopped_long_ago(tmp_path: Path) -> None:
+    """Opening the jobs' audio folder deletes partial uploads untouched for an hour, never a fresh one (which a
+    server sharing the folder may still be receiving) nor a stored job's audio."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    old, fresh, stored = folder / "a.upload", folder / "b.upload", folder / "c.audio"
+    for path in (old, fresh, stored):
+        path.write_bytes(b"x")
+    long_ago = time.time() - 2 * 3600
+    os.utime(old, (long_ago, long_ago))
+    os.utime(stored, (long_ago, long_ago))
+    audio = JobAudio(folder)
+    audio.open()
+    assert audio.names() == ["b.upload", "c.audio"]
+    for path in (fresh, stored):
+        path.unlink()

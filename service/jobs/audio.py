@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from service.audio.store import Upload
 from service.errors import EmptyAudio
 
 _CHUNK_BYTES = 1024 * 1024
+_PARTIAL_UPLOAD_MAX_AGE_SECONDS = 3600.0
 
 
 class JobAudio:
@@ -21,10 +23,14 @@ class JobAudio:
         self.folder = folder
 
     def open(self) -> None:
-        """Create the folder (private to this user) and drop partial uploads an earlier process left."""
+        """Create the folder (private to this user) and drop partial uploads that stopped growing an hour ago: left
+        by a process that died (the folder may be shared with servers still receiving theirs)."""
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stale = time.time() - _PARTIAL_UPLOAD_MAX_AGE_SECONDS
         for partial in self.folder.glob("*.upload"):
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                if partial.stat().st_mtime < stale:
+                    partial.unlink()
 
     def path(self, name: str) -> Path:
         """Where a stored file is."""
