@@ -510,7 +510,17 @@ class _Upload(Generic[_StreamRequest]):
             # cancel it instead so that transcribe() re-raises the original error.
             self.error = exc
             if self._attached.wait(timeout=10.0) and self._future is not None:
-                self._future.cancel()
+                _cancel_before_half_close(self._future)
+
+
+def _cancel_before_half_close(call: Any) -> None:
+    """Cancel a sync call from its request iterator, and return only once it has ended: returning ends the
+    iterator, which gRPC sends as a half-close, and a half-close that overtook the cancellation would let the server
+    finish the call on the partial audio."""
+    ended = threading.Event()
+    call.add_done_callback(lambda _: ended.set())
+    call.cancel()
+    ended.wait(timeout=10.0)
 
 
 class _LiveRequests:
@@ -541,7 +551,7 @@ class _LiveRequests:
         except Exception as exc:
             self.error = exc
             if self._attached.wait(timeout=10.0) and self._call is not None:
-                self._call.cancel()
+                _cancel_before_half_close(self._call)
 
 
 class TranscribeClient:
