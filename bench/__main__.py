@@ -43,6 +43,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="length of the live section's memory stream in minutes (default 60, or 5 with --quick)",
     )
+    parser.add_argument(
+        "--live-memory-only",
+        action="store_true",
+        help="live: measure only the long stream (memory, CPU), keeping the levels of the last live results",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -67,9 +72,13 @@ def main(argv: list[str] | None = None) -> None:
             requests={1: 2, 4: 4} if args.quick else {1: 4, 4: 8},
         ),
         "long": lambda: long_recording.run(args.long_minutes or (10.0 if args.quick else 180.0)),
-        "live": lambda: live.run(
-            minutes=args.live_minutes or (5.0 if args.quick else 60.0),
-            rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+        "live": lambda: (
+            live.long_only(args.live_minutes or (5.0 if args.quick else 60.0), output / "live.json")
+            if args.live_memory_only
+            else live.run(
+                minutes=args.live_minutes or (5.0 if args.quick else 60.0),
+                rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+            )
         ),
         "http": lambda: http.run(
             short if args.quick else long,

@@ -6,6 +6,7 @@ import bisect
 import difflib
 import functools
 import itertools
+import json
 import math
 import os
 import re
@@ -604,3 +605,12 @@ def run(*, minutes: float, rounds: dict[int, int], noise_seconds: float = NOISE_
         "no_speech": quiet,
         "long": long_run,
     }
+
+
+def long_only(minutes: float, previous: Path) -> dict[str, Any]:
+    """The long stream alone (memory, CPU, its latencies and WER) in a fresh server, put in place of the long
+    stream of the last live results, whose levels are kept as they were measured."""
+    earlier: dict[str, Any] = json.loads(previous.read_text())["result"]
+    clip = make_live_audio.ensure(CLIP_SECONDS)
+    long = make_live_audio.ensure(minutes * 60)
+    return {**earlier, "long": memory(long, clip), "long_measured_apart": True}

@@ -398,6 +398,12 @@ def _live(data: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| {goal} | {measured} | {anchor} | {_met(ok)} |" for goal, measured, anchor, ok in _live_goals(data)]
+    if data.get("long_measured_apart"):
+        lines += [
+            "",
+            "The long stream was measured in a run of its own (`--live-memory-only`); the levels, silence and noise "
+            "are those of the previous full run of this section.",
+        ]
     lines += [
         "",
         "| streams | streams measured | finals | final p50 / p95 | last final after half-close p50 / p95 "
