@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
@@ -335,3 +335,35 @@ def test_the_audio_folder_drops_only_partial_uploads_that_stopped_long_ago(tmp_p
     assert audio.names() == ["b.upload", "c.audio"]
     for path in (fresh, stored):
         path.unlink()
+
+
+async def test_an_upload_cancelled_midway_never_becomes_a_job(start_server: StartServer) -> None:
+    """A client that cancels SubmitTranscriptionStream mid-upload leaves no job and no audio behind."""
+    server = await start_server()
+    data = (DATA / "speech_en.wav").read_bytes()
+    forever = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.SubmitTranscriptionStreamRequest]:
+        yield pb.SubmitTranscriptionStreamRequest(config=pb.TranscriptionConfig())
+        for start in range(0, 32_000, 8_000):
+            yield pb.SubmitTranscriptionStreamRequest(audio_content=data[start : start + 8_000])
+        await forever.wait()
+
+    call = server.stub.SubmitTranscriptionStream(requests(), timeout=60)
+    folder = server.jobs.audio.folder
+    for _ in range(600):
+        if any(folder.glob("*.upload")):  # the upload has begun (writes are buffered, so its size says nothing)
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the upload never reached the server")
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    for _ in range(600):
+        if not server.jobs.audio.names():
+            break
+        await asyncio.sleep(0.01)
+    assert server.jobs.audio.names() == []
+    listed = await server.operations.ListOperations(lro.ListOperationsRequest())
+    assert list(listed.operations) == []

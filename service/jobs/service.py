@@ -7,7 +7,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, Callable
 from typing import Protocol
 
 from service.audio.fetch import UriFetcher, redact_uri
@@ -82,9 +82,17 @@ class JobService:
         await self.store.close()
 
     async def submit(
-        self, options: TranscriptionOptions, *, audio: AsyncIterable[bytes] | None = None, uri: str | None = None
+        self,
+        options: TranscriptionOptions,
+        *,
+        audio: AsyncIterable[bytes] | None = None,
+        uri: str | None = None,
+        abandoned: Callable[[], bool] = lambda: False,
     ) -> Job:
-        """Store a new job (its audio first, then its record) and have it run; the job as stored."""
+        """Store a new job (its audio first, then its record) and have it run; the job as stored.
+
+        A caller that dies mid-upload can look, for a moment, like one that finished, so `abandoned` is asked once
+        the audio is stored: a cut-off upload never becomes a job."""
         self._transcriber.check(options)
         job_id = uuid.uuid4().hex
         name = None
@@ -92,6 +100,9 @@ class JobService:
             self._fetcher.check(uri)
         elif audio is not None:
             name = await self.audio.store(job_id, audio, self._transcriber.upload_limit(options))
+            if abandoned():
+                self.audio.remove(name)
+                raise asyncio.CancelledError("the caller went away before its audio was complete")
         else:
             raise ValueError("a job needs audio or a URI")
         now = time.time()

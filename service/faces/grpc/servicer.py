@@ -90,10 +90,8 @@ class TranscribeServicer(pb_grpc.TranscribeServiceServicer):
         first = await anext(requests, None)
         if first is None or first.WhichOneof("streaming_request") != "config":
             raise StreamOutOfOrder("the first message of the stream must carry config", violations=[_CONFIG_FIRST])
-        job = await self._jobs.submit(options_from_proto(first.config), audio=_audio_chunks(requests))
-        if context.cancelled():
-            await self._jobs.delete(job.id)
-            raise asyncio.CancelledError("the caller went away before its audio was complete")
+        options = options_from_proto(first.config)
+        job = await self._jobs.submit(options, audio=_audio_chunks(requests), abandoned=context.cancelled)
         return job_to_operation(job)
 
     async def TranscribeStream(  # noqa: N802
