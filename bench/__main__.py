@@ -48,6 +48,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="live: measure only the long stream (memory, CPU), keeping the levels of the last live results",
     )
+    parser.add_argument(
+        "--live-keep-long",
+        action="store_true",
+        help="live: measure everything but the long stream, keeping the long stream of the last live results",
+    )
     args = parser.parse_args(argv)
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -78,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             else live.run(
                 minutes=args.live_minutes or (5.0 if args.quick else 60.0),
                 rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+                keep_long=output / "live.json" if args.live_keep_long else None,
             )
         ),
         "http": lambda: http.run(

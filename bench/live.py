@@ -23,11 +23,12 @@ import numpy as np
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from bench.common import MIB, MODEL_CACHE, REPO, RssSampler, percentile, proc_status_kib, say
+from bench.common import MIB, MODEL_CACHE, REPO, RssSampler, load_clips, percentile, proc_status_kib, say
 from bench.data import make_live_audio
 from bench.data.make_live_audio import LiveAudio
 from bench.server import ServerProcess
 from bench.wer import edit_distance, words
+from service.audio.decode import decode_to_whisper_input
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -550,6 +551,54 @@ def memory(audio: LiveAudio, clip: LiveAudio) -> dict[str, Any]:
     }
 
 
+ACCURACY_FIXTURES = ("speech_en.wav", "speech_en_60s.ogg")
+"""The spoken test fixtures whose live finals are compared with offline (tests/data/fixtures.json)."""
+ACCURACY_LIVE_SECONDS = (120.0, 300.0)
+"""Generated live recordings (varied voices, natural pauses) compared besides the clip."""
+
+
+def accuracy_recordings() -> list[tuple[Path, str]]:
+    """The recordings whose live finals are compared with offline: the spoken test fixtures, the benchmark's
+    one-voice clips and generated live recordings of 2 and 5 minutes; each with its exact text."""
+    fixtures = json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())["speech"]
+    chosen = [(REPO / "tests" / "data" / f["file"], str(f["text"])) for f in fixtures if f["file"] in ACCURACY_FIXTURES]
+    chosen += [(clip.path, clip.text) for clip in load_clips().values()]
+    for seconds in ACCURACY_LIVE_SECONDS:
+        audio = make_live_audio.ensure(seconds)
+        chosen.append((audio.path, audio.text))
+    return chosen
+
+
+def accuracy(server: ServerProcess, recordings: list[tuple[Path, str]]) -> list[dict[str, Any]]:
+    """Each recording offline and as one live stream fed as fast as the server takes it: utterances are cut by voice
+    activity alone, so the pace changes only whether a final was started during its pause."""
+    rows = []
+    for path, text in recordings:
+        expected = words(text)
+        offline = transcribe_file(server.stub, path, word_times=False)
+        samples = decode_to_whisper_input(path)
+        pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
+        run = stream(server.stub, pcm, time.monotonic(), paced=False)
+        live_text = " ".join(heard.text for heard in run.heard if heard.final)
+        errors = edit_distance(expected, words(live_text))
+        offline_errors = edit_distance(expected, words(offline.text))
+        say(f"live: accuracy {path.name}: {errors} errors live, {offline_errors} offline, of {len(expected)} words")
+        row = {
+            "file": str(path.relative_to(REPO)),
+            "audio_seconds": len(samples) / RATE,
+            "words": len(expected),
+            "code": run.code,
+            "errors": errors,
+            "offline_errors": offline_errors,
+            "wer": errors / len(expected),
+            "offline_wer": offline_errors / len(expected),
+            "text": live_text,
+            "offline_text": offline.text,
+        }
+        rows.append(row)
+    return rows
+
+
 def _recording(audio: LiveAudio) -> dict[str, Any]:
     return {
         "file": str(audio.path.relative_to(REPO)),
@@ -561,12 +610,14 @@ def _recording(audio: LiveAudio) -> dict[str, Any]:
     }
 
 
-def run(*, minutes: float, rounds: dict[int, int], noise_seconds: float = NOISE_SECONDS) -> dict[str, Any]:
+def run(
+    *, minutes: float, rounds: dict[int, int], noise_seconds: float = NOISE_SECONDS, keep_long: Path | None = None
+) -> dict[str, Any]:
     """Latency, accuracy and CPU at each level of concurrency, the refusal beyond capacity, silence and noise, then
-    memory over one `minutes`-long stream in a fresh server."""
+    memory over one `minutes`-long stream in a fresh server (or, given `keep_long`, that file's long stream)."""
     clip = make_live_audio.ensure(CLIP_SECONDS)
     say(f"live: the {minutes:g}-minute recording (made on first use in {make_live_audio.folder(minutes * 60)})")
-    long = make_live_audio.ensure(minutes * 60)
+    long = make_live_audio.ensure(minutes * 60) if keep_long is None else clip
     from service.settings import Settings
 
     defaults = Settings(model_cache_dir=MODEL_CACHE)
@@ -596,14 +647,18 @@ def run(*, minutes: float, rounds: dict[int, int], noise_seconds: float = NOISE_
             for streams, count in rounds.items()
         ]
         quiet = no_speech(server, noise_seconds)
-    long_run = memory(long, clip)
+        compared = accuracy(server, accuracy_recordings())
+    kept = json.loads(keep_long.read_text())["result"]["long"] if keep_long is not None else None
+    long_run = kept if kept is not None else memory(long, clip)
     return {
         "chunk_seconds": CHUNK_SECONDS,
         "settings": settings,
         "clip": {**_recording(clip), "offline_wer": offline_wer, "offline_text": ref.text},
         "levels": levels,
         "no_speech": quiet,
+        "accuracy": compared,
         "long": long_run,
+        "long_kept_from_earlier_run": kept is not None,
     }
 
 

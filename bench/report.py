@@ -317,6 +317,26 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                 mean_cpu <= LIVE_CPU_TARGET,
             ),
         ]
+    compared = data.get("accuracy")
+    if compared:
+        beyond = [row for row in compared if row["wer"] - row["offline_wer"] > WER_MARGIN]
+        live_errors, offline_errors = (sum(row[key] for row in compared) for key in ("errors", "offline_errors"))
+        total = sum(row["words"] for row in compared)
+        goals.append(
+            (
+                f"WER of the finals within one point of offline on each of {len(compared)} recordings fed unpaced "
+                "(the spoken fixtures, the one-voice clips, 2- and 5-minute live recordings)",
+                f"{len(compared) - len(beyond)} of {len(compared)} within; all together "
+                f"{_pct(live_errors / total)} vs {_pct(offline_errors / total)}"
+                + "".join(
+                    f"; {Path(row['file']).name} {_pct(row['wer'])} vs {_pct(row['offline_wer'])} "
+                    f"({row['errors'] - row['offline_errors']:+d} of {row['words']} words)"
+                    for row in beyond
+                ),
+                "1.9% vs 0.6%; 7.8% vs 1.4%",
+                not beyond,
+            )
+        )
     minutes = f"{long['recording']['audio_seconds'] / 60:.0f}-minute stream"
     goals.append(
         (
@@ -398,6 +418,12 @@ def _live(data: dict[str, Any]) -> list[str]:
         "| --- | --- | --- | --- |",
     ]
     lines += [f"| {goal} | {measured} | {anchor} | {_met(ok)} |" for goal, measured, anchor, ok in _live_goals(data)]
+    if data.get("long_kept_from_earlier_run"):
+        lines += [
+            "",
+            "The long stream is that of the previous run of this section (`--live-keep-long`): the levels, silence, "
+            "noise and accuracy were measured again without it.",
+        ]
     if data.get("long_measured_apart"):
         lines += [
             "",
@@ -445,6 +471,23 @@ def _live(data: dict[str, Any]) -> list[str]:
             f"sending, as a live client is, only after {refused['seconds'] * 1000:.0f} ms: the server reads and drops "
             "what a refused stream still sends before it sends the status (its lingering close, `Linger` in "
             "service/faces/grpc/interceptors.py); a client that half-closes sees it at once.",
+        ]
+    if data.get("accuracy"):
+        lines += [
+            "",
+            "**Accuracy on more recordings.** Each recording transcribed offline and as one live stream fed as fast as "
+            "the server takes it, in the same server after the levels; WER against the exact text. Utterances are cut "
+            "by voice activity alone, so the pace changes only whether a final was started during its pause (with a "
+            "little less of the pause).",
+            "",
+            "| recording | seconds | words | finals' WER | offline WER | difference |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| `{row['file']}` | {row['audio_seconds']:.1f} | {row['words']} | {_pct(row['wer'])} | "
+            f"{_pct(row['offline_wer'])} | {(row['wer'] - row['offline_wer']) * 100:+.1f} points "
+            f"({row['errors'] - row['offline_errors']:+d} words) |"
+            for row in data["accuracy"]
         ]
     recording = long["recording"]
     shown = long["rss_by_minute_bytes"]

@@ -6,6 +6,9 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+import numpy as np
+import numpy.typing as npt
+
 
 class BackendKind(enum.Enum):
     """An engine family that performs transcriptions."""
@@ -154,6 +157,19 @@ class LiveOptions:
     """Seconds without any speech from the start after which the stream is ended; None never ends it."""
     speech_end_timeout: float | None = None
     """Seconds of pause that end an utterance; None uses the server's default."""
+
+
+@dataclass(frozen=True)
+class SpokenBefore:
+    """What a live stream heard just before an utterance: that audio (16 kHz mono) and the final text already sent
+    for it, so the utterance can be decoded with its left context without saying that text again."""
+
+    samples: npt.NDArray[np.float32]
+    text: str
+
+    def after(self, prompt: str) -> str:
+        """A prompt that ends with this text, for a recognizer that decodes the utterance alone."""
+        return f"{prompt} {self.text}".strip()
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     """Seconds of audio one live stream may carry (at most 86400); beyond, it ends with OUT_OF_RANGE."""
     live_speech_end_seconds: float = Field(default=0.5, ge=0.2, le=5.0)
     """The pause, in seconds (0.2 to 5), that ends an utterance when the stream's config does not say."""
-    live_interim_interval_seconds: float = Field(default=1.0, ge=0.1, le=10.0)
+    live_interim_interval_seconds: float = Field(default=1.5, ge=0.1, le=10.0)
     """Seconds of new speech (0.1 to 10) between two interim recognitions of an utterance."""
 
     data_dir: Path = Field(default_factory=lambda: Path.home() / ".local" / "share" / "transcribe")

@@ -19,7 +19,7 @@ import pytest
 
 from service.audio.store import Upload, UploadStore
 from service.backends.local import LocalBackend
-from service.domain import BackendKind, Segment
+from service.domain import BackendKind, Segment, SpokenBefore
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine, FasterWhisperModel
@@ -206,10 +206,10 @@ class SteppingEngine:
         return self.inner.detect_language(model, audio)
 
     def transcribe_utterance(
-        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest
+        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
     ) -> tuple[Segment, ...]:
         """As the real engine."""
-        return self.inner.transcribe_utterance(model, audio, request)
+        return self.inner.transcribe_utterance(model, audio, request, before)
 
     def transcribe_clips(
         self, model: FasterWhisperModel, audio: Samples, clips: Sequence[Clip], request: EngineRequest

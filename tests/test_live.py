@@ -6,6 +6,7 @@ import asyncio
 import difflib
 import re
 from collections.abc import AsyncIterator, Iterable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -14,9 +15,25 @@ import pytest
 from google.protobuf.duration_pb2 import Duration
 from google.rpc import error_details_pb2, status_pb2
 
-from service.audio.decode import decode_to_whisper_input
-from service.domain import BackendKind
-from tests.conftest import DATA, Fixture, StartServer, openai_backend_for
+from service.audio.decode import WHISPER_SAMPLE_RATE, decode_to_whisper_input
+from service.audio.store import UploadStore
+from service.backends.local import LocalBackend
+from service.core.live import LiveLimits, LiveTranscriber
+from service.domain import (
+    BackendKind,
+    LiveFormat,
+    LiveOptions,
+    LiveResult,
+    RawPcmFormat,
+    Segment,
+    SpokenBefore,
+    Task,
+    TranscriptionOptions,
+)
+from service.engines.base import EngineRequest
+from service.engines.catalog import local_model_specs
+from service.engines.faster_whisper import FasterWhisperEngine
+from tests.conftest import DATA, MODEL_CACHE, Fixture, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import error_details
 from transcribe.v1 import transcribe_service_pb2 as pb
@@ -182,6 +199,50 @@ async def test_the_api_backend_gives_finals_per_utterance(
     assert all(r.text for r in results)
     assert len(fake_openai.requests) - before == len(results)
     assert all((req.file_name or "").endswith(".flac") for req in fake_openai.requests[before:])
+    assert len(results) >= 2
+    sent = fake_openai.requests[before:]
+    assert sent[1].form["prompt"].endswith(results[0].text), "the API hears the previous final as its prompt"
+
+
+def sentences_of_speech_en() -> tuple[np.ndarray, np.ndarray]:
+    """speech_en.wav cut in the middle of the longest pause: "The quick brown fox ..." and "She sells ..."."""
+    samples = decode_to_whisper_input(DATA / "speech_en.wav")
+    quiet = np.abs(samples) < 1e-3
+    runs: list[tuple[int, int]] = []
+    start = None
+    for index, silent in enumerate([*quiet.tolist(), False]):
+        if silent and start is None:
+            start = index
+        elif not silent and start is not None:
+            runs.append((start, index))
+            start = None
+    inner = [run for run in runs if run[0] > WHISPER_SAMPLE_RATE and run[1] < len(samples) - WHISPER_SAMPLE_RATE]
+    first, last = max(inner, key=lambda run: run[1] - run[0])
+    cut = (first + last) // 2
+    return samples[:cut], samples[cut:]
+
+
+@pytest.mark.parametrize("word_timestamps", [False, True])
+def test_a_final_decoded_after_the_speech_before_it_says_only_what_follows(word_timestamps: bool) -> None:
+    """The engine hears the previous utterance as context and its text as the decoder's first words, and returns
+    only the new utterance's words (with their times inside it when asked); left context too long for Whisper's
+    window is dropped rather than cutting the utterance off."""
+    engine = FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1)
+    model = engine.load(local_model_specs("tiny.en", MODEL_CACHE)["tiny.en"])
+    first, second = sentences_of_speech_en()
+    request = EngineRequest(
+        language="en", task=Task.TRANSCRIBE, prompt="", temperature=None, word_timestamps=word_timestamps
+    )
+    said = "The quick brown fox jumps over the lazy dog."
+    too_long = np.tile(first, 30 * WHISPER_SAMPLE_RATE // len(first) + 1)
+    for before in (SpokenBefore(first, said), SpokenBefore(too_long, " ".join([said] * 6))):
+        segments = engine.transcribe_utterance(model, second, request, before)
+        heard = words(" ".join(segment.text for segment in segments))
+        assert {"sells", "shore"} <= set(heard), heard
+        assert not {"quick", "fox", "lazy", "dog"} & set(heard), heard
+        timed = [word for segment in segments for word in segment.words]
+        assert bool(timed) == word_timestamps
+        assert all(0 <= word.start <= word.end <= len(second) / WHISPER_SAMPLE_RATE + 0.1 for word in timed)
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:
@@ -314,3 +375,95 @@ async def test_sessions_beyond_capacity_are_refused_at_once_and_cancelling_frees
         assert again[0].model == "tiny.en"
     finally:
         hold.set()
+
+
+class RecordingRecognizer:
+    """The real local backend, noting how much audio each final decode was given and what it returned."""
+
+    kind = BackendKind.LOCAL
+    supports_interim = True
+
+    def __init__(self, inner: LocalBackend[Any]) -> None:
+        self.inner = inner
+        self.default_model = inner.default_model
+        self.finals: list[tuple[float, str]] = []
+
+    def check(self, options: TranscriptionOptions) -> None:
+        """As the real backend."""
+        self.inner.check(options)
+
+    async def recognize(
+        self,
+        samples: np.ndarray,
+        options: TranscriptionOptions,
+        *,
+        interim: bool,
+        prompt: str,
+        scratch: Path,
+        before: SpokenBefore | None = None,
+    ) -> tuple[Segment, ...]:
+        """Recognize with the real backend; finals are noted once they are done."""
+        segments = await self.inner.recognize(
+            samples, options, interim=interim, prompt=prompt, scratch=scratch, before=before
+        )
+        if not interim:
+            self.finals.append((len(samples) / WHISPER_SAMPLE_RATE, " ".join(s.text for s in segments)))
+        return segments
+
+
+async def live_finals(recognizer: RecordingRecognizer, samples: np.ndarray, tmp_path: Path) -> list[LiveResult]:
+    """The finals of one in-process live session fed the samples 100 ms at a time (the session looks at each piece
+    in turn, so it sees every pause as it would at real-time pace)."""
+    store = UploadStore(tmp_path)
+    store.open()
+    live = LiveTranscriber(
+        store=store,
+        backends={BackendKind.LOCAL: recognizer},
+        default_backend=BackendKind.LOCAL,
+        limits=LiveLimits(),
+        retry_after_seconds=1.0,
+    )
+    options = LiveOptions(TranscriptionOptions(), LiveFormat.LINEAR16, RawPcmFormat(WHISPER_SAMPLE_RATE, 1))
+    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
+    try:
+        async with live.session(options) as session:
+            for offset in range(0, len(pcm), CHUNK):
+                session.feed(pcm[offset : offset + CHUNK])
+            await session.finish()
+            results = [event async for event in session.events() if isinstance(event, LiveResult)]
+    finally:
+        store.close()
+    return [result for result in results if result.is_final]
+
+
+async def test_a_final_decoded_during_the_pause_that_ends_its_utterance_is_the_final(
+    local_backend: LocalBackend[Any], tmp_path: Path
+) -> None:
+    """The local engine starts decoding a final 0.15 s into a pause; when the pause ends the utterance,
+    that decode is the final (no second one), and it covers the whole utterance."""
+    recognizer = RecordingRecognizer(local_backend)
+    first, second = sentences_of_speech_en()
+    finals = await live_finals(recognizer, np.concatenate([first, second]), tmp_path)
+    assert len(finals) == 2
+    assert len(recognizer.finals) == 2, "one decode per final"
+    heard_first = recognizer.finals[0][0]
+    assert heard_first < finals[0].end - finals[0].start, "decoded before the utterance was closed"
+    assert {"fox", "dog"} <= set(words(finals[0].text))
+    assert {"sells", "shore"} <= set(words(finals[1].text))
+
+
+async def test_a_pause_that_speech_ends_early_drops_the_final_decoded_during_it(
+    local_backend: LocalBackend[Any], tmp_path: Path
+) -> None:
+    """A pause longer than 0.15 s but shorter than the endpointing pause does not end the utterance: the
+    decode started during it is dropped, and the final covers the speech on both sides of the pause."""
+    recognizer = RecordingRecognizer(local_backend)
+    first, second = sentences_of_speech_en()
+    voiced = np.flatnonzero(np.abs(first) >= 1e-3)
+    pause = np.zeros(round(0.4 * WHISPER_SAMPLE_RATE), dtype=np.float32)
+    start_of_second = np.flatnonzero(np.abs(second) >= 1e-3)[0]
+    finals = await live_finals(
+        recognizer, np.concatenate([first[: voiced[-1] + 1], pause, second[start_of_second:]]), tmp_path
+    )
+    assert {"fox", "dog", "she", "sells"} <= set(words(finals[0].text)), finals
+    assert "shore" in words(" ".join(final.text for final in finals)), finals

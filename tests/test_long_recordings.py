@@ -16,7 +16,7 @@ import pytest
 from service.audio.probe import probe
 from service.backends.local import LocalBackend
 from service.backends.workers import FairWorkerPool
-from service.domain import AudioFile, BackendKind, Segment, TranscriptionOptions
+from service.domain import AudioFile, BackendKind, Segment, SpokenBefore, TranscriptionOptions
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine, FasterWhisperModel
@@ -52,10 +52,10 @@ class SpyEngine:
         return self.inner.detect_language(model, audio)
 
     def transcribe_utterance(
-        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest
+        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
     ) -> tuple[Segment, ...]:
         """As the real engine."""
-        return self.inner.transcribe_utterance(model, audio, request)
+        return self.inner.transcribe_utterance(model, audio, request, before)
 
     def transcribe_clips(
         self, model: FasterWhisperModel, audio: Samples, clips: Sequence[Clip], request: EngineRequest
@@ -183,6 +183,33 @@ async def test_the_fair_pool_serves_jobs_in_turn() -> None:
         pool.shutdown()
     assert order[:2] in (["a0", "b0"], ["b0", "a0"])
     assert order[2:4] in (["a1", "b1"], ["b1", "a1"])
+
+
+async def test_an_urgent_job_is_served_before_jobs_queued_earlier() -> None:
+    """A live final (an urgent job) starts on the next free worker ahead of interims queued before it."""
+    pool = FairWorkerPool(1, "test")
+    order: list[str] = []
+    gate, started = threading.Event(), threading.Event()
+    blocking, interim, final = pool.job(), pool.job(), pool.job(urgent=True)
+
+    def block() -> None:
+        started.set()
+        gate.wait(10)
+
+    try:
+        blocker = asyncio.ensure_future(blocking.run(block))
+        assert await asyncio.to_thread(started.wait, 10)
+        tasks = [asyncio.ensure_future(interim.run(order.append, f"interim{i}")) for i in range(2)]
+        await asyncio.sleep(0)
+        tasks.append(asyncio.ensure_future(final.run(order.append, "final")))
+        await asyncio.sleep(0)
+        gate.set()
+        await asyncio.gather(blocker, *tasks)
+    finally:
+        for job in (blocking, interim, final):
+            job.close()
+        pool.shutdown()
+    assert order == ["final", "interim0", "interim1"]
 
 
 async def test_a_closed_job_drops_the_tasks_it_has_not_started() -> None:

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from service.domain import Segment
+from service.domain import Segment, SpokenBefore
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.pool import ModelPool
 
@@ -35,7 +35,9 @@ class CountingEngine:
         """Not used by these tests."""
         raise NotImplementedError
 
-    def transcribe_utterance(self, model: object, audio: Samples, request: EngineRequest) -> tuple[Segment, ...]:
+    def transcribe_utterance(
+        self, model: object, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
+    ) -> tuple[Segment, ...]:
         """Not used by these tests."""
         raise NotImplementedError
 

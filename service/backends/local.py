@@ -25,6 +25,7 @@ from service.domain import (
     ModelDescription,
     Progress,
     Segment,
+    SpokenBefore,
     Task,
     Transcript,
     TranscriptionOptions,
@@ -254,19 +255,28 @@ class LocalBackend(Generic[ModelT]):
         return tuple(shifted)
 
     async def recognize(
-        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+        self,
+        samples: Samples,
+        options: TranscriptionOptions,
+        *,
+        interim: bool,
+        prompt: str,
+        scratch: Path,
+        before: SpokenBefore | None = None,
     ) -> tuple[Segment, ...]:
         """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals."""
         spec, request = self._engine_request(options, prompt, interim=interim)
-        job = self._live_threads.job()
+        job = self._live_threads.job(urgent=not interim)
         try:
-            return await job.run(self._recognize_sync, spec.name, samples, request)
+            return await job.run(self._recognize_sync, spec.name, samples, request, before)
         finally:
             job.close()
 
-    def _recognize_sync(self, name: str, samples: Samples, request: EngineRequest) -> tuple[Segment, ...]:
+    def _recognize_sync(
+        self, name: str, samples: Samples, request: EngineRequest, before: SpokenBefore | None
+    ) -> tuple[Segment, ...]:
         with self.pool.using(name) as model:
-            return self._engine.transcribe_utterance(model, samples, request)
+            return self._engine.transcribe_utterance(model, samples, request, before)
 
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""

@@ -25,6 +25,7 @@ from service.domain import (
     ModelDescription,
     Progress,
     Segment,
+    SpokenBefore,
     Task,
     Transcript,
     TranscriptionOptions,
@@ -247,9 +248,19 @@ class OpenAIBackend:
             raise UpstreamUnavailable("the upstream API returned a response that is not valid") from exc
 
     async def recognize(
-        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+        self,
+        samples: Samples,
+        options: TranscriptionOptions,
+        *,
+        interim: bool,
+        prompt: str,
+        scratch: Path,
+        before: SpokenBefore | None = None,
     ) -> tuple[Segment, ...]:
-        """One utterance of a live stream sent to the API as a small FLAC file (final results only)."""
+        """One utterance of a live stream sent to the API as a small FLAC file (final results only), the text of the
+        speech before it as the prompt."""
+        if before is not None:
+            prompt = before.after(prompt)
         model = options.model or (TRANSLATION_MODEL if options.task is Task.TRANSLATE else self.default_model)
         async with self._calls, self._derived_file(scratch.with_suffix(".flac"), encode_flac, samples) as flac:
             raw = await self._post(flac, replace(options, prompt=prompt), model, None)

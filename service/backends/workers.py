@@ -1,4 +1,5 @@
-"""Worker threads shared fairly: every job's tasks queue apart, and a free worker serves the jobs in turn."""
+"""Worker threads shared fairly: every job's tasks queue apart, and a free worker serves the jobs in turn (urgent
+jobs first)."""
 
 from __future__ import annotations
 
@@ -18,21 +19,28 @@ _Task = tuple[Callable[[], Any], "Future[Any]"]
 
 
 class FairWorkerPool:
-    """A fixed set of threads. A lone job gets every thread; several jobs get one task each in turn."""
+    """A fixed set of threads. A lone job gets every thread; several jobs get one task each in turn, the tasks of
+    urgent jobs before any other queued task."""
 
     def __init__(self, workers: int, name: str) -> None:
         self.workers = workers
         self._ready = threading.Condition()
         self._queues: collections.OrderedDict[int, collections.deque[_Task]] = collections.OrderedDict()
         self._ids = itertools.count()
+        self._urgent: set[int] = set()
         self._stopped = False
         self._threads = [threading.Thread(target=self._serve, name=f"{name}-{i}", daemon=True) for i in range(workers)]
         for thread in self._threads:
             thread.start()
 
-    def job(self) -> WorkerJob:
-        """A new job: its tasks run in the order submitted, interleaved fairly with other jobs' tasks."""
-        return WorkerJob(self, next(self._ids))
+    def job(self, *, urgent: bool = False) -> WorkerJob:
+        """A new job: its tasks run in the order submitted, interleaved fairly with other jobs' tasks; an urgent
+        job's queued tasks start before those of the others."""
+        job_id = next(self._ids)
+        if urgent:
+            with self._ready:
+                self._urgent.add(job_id)
+        return WorkerJob(self, job_id)
 
     def shutdown(self) -> None:
         """Cancel every queued task; running tasks finish in their threads, which then end."""
@@ -56,17 +64,19 @@ class FairWorkerPool:
 
     def _forget(self, job_id: int) -> None:
         with self._ready:
+            self._urgent.discard(job_id)
             for _, future in self._queues.pop(job_id, ()):
                 future.cancel()
 
     def _next(self) -> _Task | None:
         with self._ready:
             while True:
-                for job_id, queue in self._queues.items():
-                    if queue:
-                        task = queue.popleft()
-                        self._queues.move_to_end(job_id)
-                        return task
+                waiting = [job_id for job_id, queue in self._queues.items() if queue]
+                if waiting:
+                    job_id = next((j for j in waiting if j in self._urgent), waiting[0])
+                    task = self._queues[job_id].popleft()
+                    self._queues.move_to_end(job_id)
+                    return task
                 if self._stopped:
                     return None
                 self._ready.wait()

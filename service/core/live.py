@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from service.domain import (
     LiveOptions,
     LiveResult,
     Segment,
+    SpokenBefore,
     TranscriptionOptions,
     VoiceActivity,
     VoiceEvent,
@@ -51,6 +53,13 @@ _OFF_THRESHOLD = 0.35
 _PREROLL_SECONDS = 0.5
 _TAIL_SECONDS = 0.4
 _PROMPT_CHARS = 200
+# A final is decoded with up to this much of the speech before it (previous utterances, their finals forced as the
+# decoder's first words), within Whisper's 30 s window less the silence an utterance needs after it.
+_LEFT_SECONDS = 15.0
+_WINDOW_SECONDS = 28.0
+# After this much of a pause a local engine starts decoding the final already, in case the pause ends the utterance;
+# if speech resumes first, that work is dropped.
+_SPECULATE_AFTER_SECONDS = 0.15
 # Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.
 _LONG_UTTERANCE_SECONDS = 8.0
 _SHORT_PAUSE_SECONDS = 0.25
@@ -69,10 +78,18 @@ class LiveRecognizer(Protocol):
         ...
 
     async def recognize(
-        self, samples: Samples, options: TranscriptionOptions, *, interim: bool, prompt: str, scratch: Path
+        self,
+        samples: Samples,
+        options: TranscriptionOptions,
+        *,
+        interim: bool,
+        prompt: str,
+        scratch: Path,
+        before: SpokenBefore | None = None,
     ) -> tuple[Segment, ...]:
         """The segments of up to 30 s of speech (times from the start of `samples`); `scratch` is a free file path
-        the backend may write and must delete. Interim recognition trades accuracy for speed."""
+        the backend may write and must delete. Interim recognition trades accuracy for speed. `before` is the speech
+        just before, whose text follows `prompt`: the backend hears it as context or takes its text as prompt."""
         ...
 
 
@@ -83,7 +100,7 @@ class LiveLimits:
     max_sessions: int = 4
     max_session_seconds: float = 4 * 3600.0
     speech_end_seconds: float = 0.5
-    interim_interval_seconds: float = 1.0
+    interim_interval_seconds: float = 1.5
     max_utterance_seconds: float = 20.0
 
 
@@ -95,6 +112,19 @@ class _Utterance:
     end: float
     samples: Samples
     speech_ended: bool
+    pause_start: float | None
+    """Where the pause that closed it began, if a pause did."""
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The utterance in progress has gone quiet: where it and its pause began, how long the pause has lasted and
+    how long a pause ends it."""
+
+    start: float
+    pause_start: float
+    seconds: float
+    ends_after: float
 
 
 class Endpointer:
@@ -148,6 +178,18 @@ class Endpointer:
             return None
         return self._start * FRAME_SECONDS, self._slice(self._start, None)
 
+    def pause(self) -> Pause | None:
+        """The pause the utterance in progress is in, if it is in one."""
+        if self._start is None or not self._silent:
+            return None
+        needed = self._end_frames if self._frames - 1 - self._start < self._long_frames else self._short_end_frames
+        return Pause(
+            start=self._start * FRAME_SECONDS,
+            pause_start=(self._frames - self._silent) * FRAME_SECONDS,
+            seconds=self._silent * FRAME_SECONDS,
+            ends_after=needed * FRAME_SECONDS,
+        )
+
     def _step(self, probability: float) -> list[VoiceEvent | _Utterance]:
         frame = self._frames - 1
         if self._start is None:
@@ -178,6 +220,7 @@ class Endpointer:
             end=end * FRAME_SECONDS,
             samples=self._slice(self._start, end).copy(),
             speech_ended=speech_ended,
+            pause_start=(self._frames - self._silent) * FRAME_SECONDS if speech_ended and self._silent else None,
         )
         events: list[VoiceEvent | _Utterance] = [utterance]
         self._last_end = end
@@ -285,9 +328,13 @@ class LiveSession:
             options.speech_end_timeout or limits.speech_end_seconds, limits.max_utterance_seconds
         )
         self._events: asyncio.Queue[LiveEvent | TranscribeError | None] = asyncio.Queue()
-        self._finals: asyncio.Queue[_Utterance | None] = asyncio.Queue()
+        self._finals: asyncio.Queue[tuple[_Utterance, _Speculation | None] | None] = asyncio.Queue()
+        self._finalizing = False
+        self._speculation: _Speculation | None = None
+        self._speculates = backend.supports_interim
         self._incoming: asyncio.Queue[Samples | None] = asyncio.Queue()
-        self._prompt = options.transcription.prompt
+        self._history = options.transcription.prompt
+        self._spoken: deque[tuple[Samples, str]] = deque()
         self._interim_at = 0.0
         self._interim: asyncio.Task[None] | None = None
         self._last_interim: list[str] = []
@@ -338,7 +385,8 @@ class LiveSession:
         """Stop every task of the session."""
         if isinstance(self._decoder, ContainerDecoder):
             self._decoder.abort()
-        for task in [*self._tasks, *([self._interim] if self._interim else [])]:
+        extra = [t for t in (self._interim, self._speculation.task if self._speculation else None) if t is not None]
+        for task in [*self._tasks, *extra]:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
@@ -363,6 +411,7 @@ class LiveSession:
                 happened = await asyncio.to_thread(self._endpointer.feed, samples)
                 self._check_limits()
                 self._dispatch(happened)
+                self._speculate()
                 self._maybe_interim()
             self._dispatch(self._endpointer.flush())
             self._finals.put_nowait(None)
@@ -396,10 +445,51 @@ class LiveSession:
                     self._interim = None
                 self._last_interim = []
                 self._interim_at = event.end
-                self._finals.put_nowait(event)
+                self._finals.put_nowait((event, self._take_speculation(event)))
+
+    def _take_speculation(self, utterance: _Utterance) -> _Speculation | None:
+        """The final decoded ahead for this utterance, if it was decoded from the same speech."""
+        speculation, self._speculation = self._speculation, None
+        if speculation is None:
+            return None
+        if (speculation.start, speculation.pause_start) == (utterance.start, utterance.pause_start):
+            return speculation
+        speculation.task.cancel()
+        return None
+
+    def _speculate(self) -> None:
+        """Start decoding the final during a pause that may end the utterance; drop that work when speech resumes."""
+        pause = self._endpointer.pause()
+        speculation = self._speculation
+        if speculation is not None:
+            if pause is not None and (pause.start, pause.pause_start) == (speculation.start, speculation.pause_start):
+                return
+            speculation.task.cancel()
+            self._speculation = None
+        current = self._endpointer.current()
+        if (
+            not self._speculates
+            or pause is None
+            or current is None
+            or not _SPECULATE_AFTER_SECONDS <= pause.seconds < pause.ends_after
+            or self._finalizing
+            or not self._finals.empty()
+        ):
+            return
+        samples = current[1]
+        before = self._before(samples)
+        task = asyncio.get_running_loop().create_task(
+            self._recognize(samples, interim=False, prompt=self._history, before=before)
+        )
+        task.add_done_callback(_retrieve)
+        self._speculation = _Speculation(pause.start, pause.pause_start, before, task)
 
     def _maybe_interim(self) -> None:
-        if not self.options.interim_results or (self._interim is not None and not self._interim.done()):
+        if (
+            not self.options.interim_results
+            or (self._interim is not None and not self._interim.done())
+            or self._speculation is not None
+        ):
             return
         current = self._endpointer.current()
         if current is None:
@@ -413,7 +503,7 @@ class LiveSession:
 
     async def _recognize_interim(self, start: float, samples: Samples) -> None:
         try:
-            segments = await self._recognize(samples, interim=True)
+            segments = await self._recognize(samples, interim=True, prompt=self._interim_prompt(), before=None)
         except TranscribeError as error:
             self._fail(error)
             return
@@ -433,12 +523,22 @@ class LiveSession:
 
     async def _finalize(self) -> None:
         try:
-            while (utterance := await self._finals.get()) is not None:
-                segments = await self._recognize(utterance.samples, interim=False)
+            while (closed := await self._finals.get()) is not None:
+                utterance, speculation = closed
+                self._finalizing = True
+                if speculation is not None:
+                    before, segments = speculation.before, await speculation.task
+                else:
+                    before = self._before(utterance.samples)
+                    segments = await self._recognize(
+                        utterance.samples, interim=False, prompt=self._history, before=before
+                    )
+                self._finalizing = False
                 text = _text(segments)
                 if not text:
+                    self._forget_spoken()
                     continue
-                self._prompt = (self.options.transcription.prompt + " " + text).strip()[-_PROMPT_CHARS:]
+                self._spoken.append((utterance.samples, text))
                 words = tuple(word for segment in segments for word in segment.shifted(utterance.start).words)
                 self._events.put_nowait(
                     LiveResult(text=text, is_final=True, start=utterance.start, end=utterance.end, words=words)
@@ -447,11 +547,48 @@ class LiveSession:
         except TranscribeError as error:
             self._fail(error)
 
-    async def _recognize(self, samples: Samples, *, interim: bool) -> tuple[Segment, ...]:
-        options = replace(self.options.transcription, prompt=self._prompt)
+    def _before(self, samples: Samples) -> SpokenBefore | None:
+        """The recent speech a final is decoded after: whole utterances, newest last, as much as the window holds."""
+        limit = min(_LEFT_SECONDS, _WINDOW_SECONDS - len(samples) / WHISPER_SAMPLE_RATE) * WHISPER_SAMPLE_RATE
+        while self._spoken and sum(len(audio) for audio, _ in self._spoken) > limit:
+            self._remember(self._spoken.popleft()[1])
+        if not self._spoken:
+            return None
+        return SpokenBefore(np.concatenate([audio for audio, _ in self._spoken]), " ".join(t for _, t in self._spoken))
+
+    def _forget_spoken(self) -> None:
+        while self._spoken:
+            self._remember(self._spoken.popleft()[1])
+
+    def _remember(self, text: str) -> None:
+        self._history = f"{self._history} {text}".strip()[-_PROMPT_CHARS:]
+
+    def _interim_prompt(self) -> str:
+        return " ".join([self._history, *(text for _, text in self._spoken)]).strip()[-_PROMPT_CHARS:]
+
+    async def _recognize(
+        self, samples: Samples, *, interim: bool, prompt: str, before: SpokenBefore | None
+    ) -> tuple[Segment, ...]:
+        options = replace(self.options.transcription, prompt=prompt)
         return await self.backend.recognize(
-            samples, options, interim=interim, prompt=self._prompt, scratch=self._scratch()
+            samples, options, interim=interim, prompt=prompt, scratch=self._scratch(), before=before
         )
+
+
+@dataclass(frozen=True)
+class _Speculation:
+    """A final being decoded during a pause: which utterance and pause it is for, and the context it was given."""
+
+    start: float
+    pause_start: float
+    before: SpokenBefore | None
+    task: asyncio.Task[tuple[Segment, ...]]
+
+
+def _retrieve(task: asyncio.Task[tuple[Segment, ...]]) -> None:
+    """Mark the outcome of a dropped speculative decode as seen (its error, if any, matters to no one)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ScratchPaths(Protocol):

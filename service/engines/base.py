@@ -11,7 +11,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from service.domain import Segment, Task
+from service.domain import Segment, SpokenBefore, Task
 
 Samples = npt.NDArray[np.float32]
 """16 kHz mono audio as float32 in [-1, 1], what every Whisper engine takes."""
@@ -89,6 +89,9 @@ class LocalEngine(Protocol[ModelT]):
         """
         ...
 
-    def transcribe_utterance(self, model: ModelT, audio: Samples, request: EngineRequest) -> tuple[Segment, ...]:
-        """Transcribe one utterance of at most 30 s as fast as the engine can (live results)."""
+    def transcribe_utterance(
+        self, model: ModelT, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
+    ) -> tuple[Segment, ...]:
+        """Transcribe one utterance of at most 30 s as fast as the engine can (live results); `before` is the speech
+        just before it, which an engine may hear as context, and whose text it never returns."""
         ...

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from service.audio.decode import WHISPER_SAMPLE_RATE
-from service.domain import Segment, Word
+from service.domain import Segment, SpokenBefore, Word
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 
 _FALLBACK_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 # An utterance is encoded with at least this much silence after it (with less, Whisper tends to repeat itself to
-# fill the window); a final result gets at least _FINAL_CONTEXT seconds, which measured as accurate as the full 30 s
-# on the spoken fixtures at a third of the encoder's time.
+# fill the window), and no more: the encoder's time grows faster than the window (20 s take 0.17 s on one core,
+# 30 s 0.42 s). Only a final decoded without the speech before it gets the whole 30 s window Whisper was trained
+# on, which a lone short utterance needs to be heard as well as offline.
 _MIN_TRAILING_SILENCE = 2.0
-_FINAL_CONTEXT = 20.0
+_LONE_FINAL_CONTEXT = 30.0
 _TOKENS_PER_SECOND = 12
 _LOOP_COMPRESSION_RATIO = 2.4
 
@@ -106,21 +107,28 @@ class FasterWhisperEngine:
         return _collect(segments, request)
 
     def transcribe_utterance(
-        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest
+        self, model: FasterWhisperModel, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
     ) -> tuple[Segment, ...]:
-        """Encode only as much context as the utterance needs instead of Whisper's padded 30 s: the encoder's cost
-        falls several-fold (20 s of context: a third; a few seconds for a quick interim: a tenth). Word timings,
-        language detection and an answer that looks like a repetition loop take the ordinary path."""
+        """Decode the speech before the utterance and the utterance together, with the text already given for the
+        speech before forced as the decoder's first words, so the model hears the left context (as an offline
+        transcription does) and writes only what follows. An interim result encodes only as much context as it
+        needs instead of Whisper's padded 30 s. Word timings, language detection and an answer that looks like a
+        repetition loop take the ordinary path, the utterance alone, as does an utterance for which nothing follows
+        the forced words."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         seconds = len(audio) / WHISPER_SAMPLE_RATE
-        whole = [Clip(0.0, seconds)]
         whisper = model.model
+        alone = replace(request, prompt=before.after(request.prompt)) if before is not None else request
         if request.word_timestamps or (request.language is None and whisper.model.is_multilingual):
-            return self.transcribe_clips(model, audio, whole, request)
-        context = min(30.0, math.ceil(max(seconds + _MIN_TRAILING_SILENCE, 0 if request.quick else _FINAL_CONTEXT)))
-        padded = np.pad(audio, (0, max(0, round(context * WHISPER_SAMPLE_RATE) - len(audio))))
+            return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
+        if before is not None and len(before.samples) / WHISPER_SAMPLE_RATE + seconds + _MIN_TRAILING_SILENCE > 30.0:
+            request, before = alone, None
+        heard = audio if before is None else np.concatenate([before.samples, audio])
+        least = 0.0 if request.quick or before is not None else _LONE_FINAL_CONTEXT
+        context = min(30.0, math.ceil(max(len(heard) / WHISPER_SAMPLE_RATE + _MIN_TRAILING_SILENCE, least)))
+        padded = np.pad(heard, (0, max(0, round(context * WHISPER_SAMPLE_RATE) - len(heard))))
         features = whisper.feature_extractor(padded)[..., : round(context * 100)]
         tokenizer = Tokenizer(
             whisper.hf_tokenizer,
@@ -129,20 +137,26 @@ class FasterWhisperEngine:
             language=request.language or "en",
         )
         previous = tokenizer.encode(" " + request.prompt.strip()) if request.prompt.strip() else []
-        prompt = whisper.get_prompt(tokenizer, previous, without_timestamps=True)
-        beam = 1 if request.quick else self._beam_size
+        plain = whisper.get_prompt(tokenizer, previous, without_timestamps=True)
+        prompt = whisper.get_prompt(
+            tokenizer, previous, without_timestamps=True, prefix=before.text if before is not None else None
+        )
         result = whisper.model.generate(
             whisper.encode(features),
             [prompt],
-            beam_size=beam,
+            beam_size=1 if request.quick else self._beam_size,
             max_length=min(whisper.max_length, len(prompt) + int(_TOKENS_PER_SECOND * seconds) + 8),
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
         )[0]
-        text = tokenizer.decode(result.sequences_ids[0])
+        # The forced words come back at the head of the sequence.
+        text = tokenizer.decode(result.sequences_ids[0][len(prompt) - len(plain) :])
         if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
-            return self.transcribe_clips(model, audio, whole, request)
+            return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
+        if before is not None and not text.strip():
+            # The forced words can seem to cover a short utterance after them (a word cut off by a short pause).
+            return self.transcribe_utterance(model, audio, alone)
         return (Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob)),)
 
     def _decoding(self, request: EngineRequest) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from service.domain import Segment, Word
+from service.domain import Segment, SpokenBefore, Word
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.ct2_checkpoint import (
     alignment_heads_dump,
@@ -107,9 +107,11 @@ class OpenAIWhisperEngine:
         return tuple(segments)
 
     def transcribe_utterance(
-        self, model: OpenAIWhisperReplicas, audio: Samples, request: EngineRequest
+        self, model: OpenAIWhisperReplicas, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
     ) -> tuple[Segment, ...]:
-        """As a single clip: the reference engine has no faster path."""
+        """As a single clip, the text before it as the prompt: the reference engine has no faster path."""
+        if before is not None:
+            request = replace(request, prompt=before.after(request.prompt))
         return self.transcribe_clips(model, audio, [Clip(0.0, len(audio) / 16000)], request)
 
     def _run(self, whisper_model: Any, audio: Samples, request: EngineRequest, *, condition: bool) -> Any:
