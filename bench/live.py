@@ -668,4 +668,4 @@ def long_only(minutes: float, previous: Path) -> dict[str, Any]:
     earlier: dict[str, Any] = json.loads(previous.read_text())["result"]
     clip = make_live_audio.ensure(CLIP_SECONDS)
     long = make_live_audio.ensure(minutes * 60)
-    return {**earlier, "long": memory(long, clip), "long_measured_apart": True}
+    return {**earlier, "long": memory(long, clip), "long_measured_apart": True, "long_kept_from_earlier_run": False}

@@ -196,7 +196,8 @@ async def test_the_sync_client_submits_bytes_and_a_future_gives_the_transcript(
 
 
 async def test_a_failed_job_raises_what_a_direct_call_raises(start_server: StartServer) -> None:
-    """Bytes that are not audio fail the job; wait_job raises the code and reason Transcribe raises for them."""
+    """Bytes that are not audio fail the job; wait_job raises the code and reason Transcribe raises for them, and
+    wait_job_done returns the job with that error."""
     server = await start_server()
     junk = (DATA / "not_audio.txt").read_bytes()
     async with AsyncTranscribeClient(server.target) as client:
@@ -205,12 +206,14 @@ async def test_a_failed_job_raises_what_a_direct_call_raises(start_server: Start
         job = await client.submit(junk)
         with pytest.raises(TranscribeError) as waited:
             await client.wait_job(job.name)
+        returned = await client.wait_job_done(job.name)
         failed = await client.get_job(job.name)
         future = await client.job_future(failed)
         with pytest.raises(TranscribeError) as from_future:
             await future.result()
     assert direct.value.reason == "AUDIO_UNDECODABLE"
-    for error in (waited.value, failed.error, from_future.value):
+    assert returned.done
+    for error in (waited.value, returned.error, failed.error, from_future.value):
         assert error is not None
         assert not isinstance(error, JobCancelledError)
         assert (error.code, error.reason, error.domain) == (direct.value.code, direct.value.reason, "transcribe.v1")

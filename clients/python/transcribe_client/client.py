@@ -816,10 +816,13 @@ class TranscribeClient:
         cancelled one raises JobCancelledError. timeout (seconds, None for no limit) bounds the whole wait and
         raises TimeoutError when it passes first. on_progress is called with the job about every second.
         """
-        return settled(self._wait_done(name, timeout, on_progress))
+        return settled(self.wait_job_done(name, timeout=timeout, on_progress=on_progress))
 
-    def _wait_done(self, name: str, timeout: float | None, on_progress: JobProgressCallback | None) -> Job:
-        """The job once it is done, whatever its outcome; TimeoutError when timeout passes first."""
+    def wait_job_done(
+        self, name: str, *, timeout: float | None = None, on_progress: JobProgressCallback | None = None
+    ) -> Job:
+        """As wait_job, but the job is returned whatever its outcome: a failed or cancelled one carries its error
+        in `error` instead of raising it. TimeoutError when timeout passes first."""
         budget = WaitBudget(timeout, slice_seconds=_wait_slice(self._settings, on_progress))
         while True:
             plan = wait_request(name, budget.next_wait())
@@ -1228,15 +1231,16 @@ class AsyncTranscribeClient:
         on_progress: JobProgressCallback | None = None,
     ) -> Job:
         """Wait until the job is done and return it with its transcript; as TranscribeClient.wait_job."""
-        return settled(await self._wait_done(name, timeout, on_progress))
+        return settled(await self.wait_job_done(name, timeout=timeout, on_progress=on_progress))
 
-    async def _wait_done(
+    async def wait_job_done(
         self,
         name: str,
-        timeout: float | None,  # noqa: ASYNC109
-        on_progress: JobProgressCallback | None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the whole wait, as in wait_job
+        on_progress: JobProgressCallback | None = None,
     ) -> Job:
-        """The job once it is done, whatever its outcome; TimeoutError when timeout passes first."""
+        """As TranscribeClient.wait_job_done: the job once it is done, whatever its outcome."""
         budget = WaitBudget(timeout, slice_seconds=_wait_slice(self._settings, on_progress))
         while True:
             plan = wait_request(name, budget.next_wait())

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import google.longrunning.operations_proto_pb2 as lro  # type: ignore[import-untyped, unused-ignore]
 from google.protobuf import duration_pb2
@@ -15,17 +15,16 @@ from google.protobuf import duration_pb2
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe_client.errors import JobCancelledError, TranscribeError, from_status
 
-if TYPE_CHECKING:
-    from transcribe_client.client import AsyncTranscribeClient, TranscribeClient
-
 __all__ = [
     "MAX_PAGE_SIZE",
     "OPERATIONS_COLLECTION",
     "PROGRESS_INTERVAL_SECONDS",
     "WAIT_GRACE_SECONDS",
     "WAIT_SLICE_SECONDS",
+    "AsyncJobCalls",
     "AsyncJobFuture",
     "Job",
+    "JobCalls",
     "JobFuture",
     "JobProgressCallback",
     "JobState",
@@ -233,6 +232,46 @@ def wait_request(name: str, wait: float) -> tuple[Any, float] | None:
     return lro.WaitOperationRequest(name=name, timeout=timeout), wait + WAIT_GRACE_SECONDS
 
 
+class JobCalls(Protocol):
+    """What a JobFuture asks of its client (TranscribeClient)."""
+
+    def get_job(self, name: str, *, timeout: float | None = None) -> Job:
+        """The job as it is now."""
+        ...
+
+    def cancel_job(self, name: str, *, timeout: float | None = None) -> None:
+        """Cancel the job."""
+        ...
+
+    def wait_job_done(
+        self, name: str, *, timeout: float | None = None, on_progress: JobProgressCallback | None = None
+    ) -> Job:
+        """The job once it is done, whatever its outcome."""
+        ...
+
+
+class AsyncJobCalls(Protocol):
+    """What an AsyncJobFuture asks of its client (AsyncTranscribeClient)."""
+
+    async def get_job(self, name: str, *, timeout: float | None = None) -> Job:  # noqa: ASYNC109
+        """The job as it is now."""
+        ...
+
+    async def cancel_job(self, name: str, *, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Cancel the job."""
+        ...
+
+    async def wait_job_done(
+        self,
+        name: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        on_progress: JobProgressCallback | None = None,
+    ) -> Job:
+        """The job once it is done, whatever its outcome."""
+        ...
+
+
 class JobFuture:
     """A submitted job as a future, in the manner of google.api_core's operation futures.
 
@@ -240,7 +279,7 @@ class JobFuture:
     transcript and raises the job's TranscribeError (JobCancelledError when cancelled), or TimeoutError.
     """
 
-    def __init__(self, client: TranscribeClient, job: Job) -> None:
+    def __init__(self, client: JobCalls, job: Job) -> None:
         self._client = client
         self._job = job
 
@@ -286,7 +325,7 @@ class JobFuture:
 
     def _wait(self, timeout: float | None) -> Job:
         if not self._job.done:
-            self._job = self._client._wait_done(self.name, timeout, None)
+            self._job = self._client.wait_job_done(self.name, timeout=timeout)
         return self._job
 
     def __repr__(self) -> str:
@@ -296,7 +335,7 @@ class JobFuture:
 class AsyncJobFuture:
     """A submitted job as an asyncio future-like object: as JobFuture, with coroutine methods."""
 
-    def __init__(self, client: AsyncTranscribeClient, job: Job) -> None:
+    def __init__(self, client: AsyncJobCalls, job: Job) -> None:
         self._client = client
         self._job = job
 
@@ -342,7 +381,7 @@ class AsyncJobFuture:
 
     async def _wait(self, timeout: float | None) -> Job:  # noqa: ASYNC109
         if not self._job.done:
-            self._job = await self._client._wait_done(self.name, timeout, None)
+            self._job = await self._client.wait_job_done(self.name, timeout=timeout)
         return self._job
 
     def __repr__(self) -> str:
