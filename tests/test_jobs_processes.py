@@ -4,13 +4,11 @@ over two servers and two workers, surviving a worker's kill -9 and cancelling ac
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,58 +20,14 @@ from google.longrunning import operations_proto_pb2 as lro
 from google.protobuf import duration_pb2
 from google.rpc import code_pb2
 
-from tests.conftest import DATA, MODEL_CACHE, REPO
+from tests.conftest import DATA, MODEL_CACHE
 from tests.fakes.file_server import FileServer
+from tests.processes import ServiceProcess
 from tests.test_jobs import metadata_of
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 AUDIO = (DATA / "speech_en.wav").read_bytes()
-
-
-class Process:
-    """A child process whose stderr is collected by a thread; `wait_for` blocks until a line matches."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.popen = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._changed.notify_all()
-
-    def wait_for(self, pattern: str, seconds: float = 120.0) -> re.Match[str]:
-        """The first stderr line matching `pattern`; fails when the process exits or time runs out first."""
-        deadline = time.monotonic() + seconds
-        regex = re.compile(pattern)
-        with self._changed:
-            while True:
-                for line in self.lines:
-                    if match := regex.search(line):
-                        return match
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines[-40:])}")
-                self._changed.wait(timeout=min(left, 1.0))
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        self._reader.join(timeout=10)
 
 
 def free_port() -> int:
@@ -103,9 +57,9 @@ def base_env(tmp_path: Path, files: FileServer, **extra: str) -> dict[str, str]:
     return env
 
 
-def start_server(env: dict[str, str], name: str) -> tuple[Process, str]:
+def start_server(env: dict[str, str], name: str) -> tuple[ServiceProcess, str]:
     """A `python -m service` process and its address, once it serves."""
-    process = Process(
+    process = ServiceProcess(
         [sys.executable, "-m", "service"], env | {"TRANSCRIBE_TEMP_DIR": env["TRANSCRIBE_TEMP_DIR"] + name}
     )
     port = process.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1)
@@ -231,7 +185,7 @@ def test_celery_workers_share_jobs_across_servers(tmp_path: Path, files: FileSer
         TRANSCRIBE_TEMP_DIR=str(tmp_path / "uploads"),
         TRANSCRIBE_JOBS_WORKERS="1",
     )
-    processes: list[Process] = []
+    processes: list[ServiceProcess] = []
     clients: list[Client] = []
     try:
         for index in range(2):
@@ -240,7 +194,7 @@ def test_celery_workers_share_jobs_across_servers(tmp_path: Path, files: FileSer
             clients.append(Client(target))
         workers = []
         for index in range(2):
-            worker = Process(
+            worker = ServiceProcess(
                 [sys.executable, "-m", "service.worker"],
                 env | {"TRANSCRIBE_TEMP_DIR": f"{env['TRANSCRIBE_TEMP_DIR']}w{index}"},
             )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
@@ -14,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from service.audio.store import UploadStore
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA
+from tests.processes import ServiceProcess
 from tests.test_lifecycle import server_env
 from transcribe_client import TranscribeClient
 
@@ -27,7 +27,7 @@ KILL_AFTER = 9
 class Replica:
     """One server process and where to reach it."""
 
-    process: subprocess.Popen[str]
+    process: ServiceProcess
     port: int
     metrics_url: str
 
@@ -41,24 +41,13 @@ class Replica:
 
 def start_replica(tmp_path: Path, index: int) -> Replica:
     """Start a server process on an ephemeral port and wait until it serves."""
-    process = subprocess.Popen(
+    process = ServiceProcess(
         [sys.executable, "-m", "service"],
-        env=server_env(tmp_path / f"replica{index}", TRANSCRIBE_METRICS_PORT="0", TRANSCRIBE_METRICS_HOST="127.0.0.1"),
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
+        server_env(tmp_path / f"replica{index}", TRANSCRIBE_METRICS_PORT="0", TRANSCRIBE_METRICS_HOST="127.0.0.1"),
     )
-    assert process.stderr is not None
-    port, url = None, None
-    for line in process.stderr:
-        if match := re.search(r"listening on 127\.0\.0\.1:(\d+)", line):
-            port = int(match.group(1))
-        if match := re.search(r"metrics on (http://\S+/metrics)", line):
-            url = match.group(1)
-        if "serving" in line:
-            break
-    assert port is not None
-    assert url is not None
+    port = int(process.wait_for(r"listening on 127\.0\.0\.1:(\d+)").group(1))
+    url = process.wait_for(r"metrics on (http://\S+/metrics)").group(1)
+    process.wait_for(r"backends ready; serving")
     return Replica(process, port, url)
 
 
@@ -68,11 +57,7 @@ def replicas(tmp_path: Path) -> Iterator[list[Replica]]:
     started = [start_replica(tmp_path, i) for i in range(3)]
     yield started
     for replica in started:
-        if replica.process.poll() is None:
-            replica.process.terminate()
-            replica.process.wait(timeout=60)
-        if replica.process.stderr is not None:
-            replica.process.stderr.close()
+        replica.process.stop()
     for index in range(len(started)):
         # A killed replica leaves its run folder, as a crash does; the next start on that folder sweeps it.
         restarted = UploadStore(tmp_path / f"replica{index}" / "uploads")
@@ -95,8 +80,8 @@ def test_calls_spread_over_replicas_and_survive_losing_one(replicas: list[Replic
             assert all(replica.calls_ok() >= 1 for replica in replicas)
             victim = replicas[1]
             rest = pool.map(one, range(KILL_AFTER, CALLS))
-            victim.process.kill()
-            victim.process.wait(timeout=30)
+            victim.process.popen.kill()
+            victim.process.popen.wait(timeout=30)
             texts = first + list(rest)
     assert len(texts) == CALLS
     assert all("fox" in text.lower() for text in texts)
