@@ -312,18 +312,24 @@ async def test_interim_results_need_a_local_backend(start_server: StartServer, f
     assert (error.code(), reason_of(error)) == (grpc.StatusCode.FAILED_PRECONDITION, "LIVE_NOT_SUPPORTED")
 
 
+def all_at_once(audio: bytes) -> tuple[bytes, int]:
+    """The audio as one message, so the client has half-closed before the server ends the call: a write still in
+    flight then would make grpcio's asyncio client report INTERNAL instead of the status (grpc/grpc#36066)."""
+    return audio, len(audio)
+
+
 async def test_no_speech_before_the_start_timeout_ends_the_stream(start_server: StartServer) -> None:
     """A stream with only silence for longer than its speech start timeout ends with DEADLINE_EXCEEDED."""
     server = await start_server()
     config = live_config(speech_start_timeout=Duration(seconds=2))
-    error = await fails(server.stub.TranscribeLive(stream(config, bytes(16000 * 2 * 5))))
+    error = await fails(server.stub.TranscribeLive(stream(config, *all_at_once(bytes(16000 * 2 * 5)))))
     assert (error.code(), reason_of(error)) == (grpc.StatusCode.DEADLINE_EXCEEDED, "SPEECH_START_TIMEOUT")
 
 
 async def test_a_session_longer_than_the_maximum_is_ended(start_server: StartServer) -> None:
     """Audio past live_max_session_seconds ends the stream with OUT_OF_RANGE."""
     server = await start_server(live_max_session_seconds=3)
-    error = await fails(server.stub.TranscribeLive(stream(live_config(), bytes(16000 * 2 * 5))))
+    error = await fails(server.stub.TranscribeLive(stream(live_config(), *all_at_once(bytes(16000 * 2 * 5)))))
     assert (error.code(), reason_of(error)) == (grpc.StatusCode.OUT_OF_RANGE, "LIVE_SESSION_TOO_LONG")
 
 
