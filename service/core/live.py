@@ -182,7 +182,7 @@ class Endpointer:
         """The pause the utterance in progress is in, if it is in one."""
         if self._start is None or not self._silent:
             return None
-        needed = self._end_frames if self._frames - 1 - self._start < self._long_frames else self._short_end_frames
+        needed = self._pause_frames(self._frames - 1)
         return Pause(
             start=self._start * FRAME_SECONDS,
             pause_start=(self._frames - self._silent) * FRAME_SECONDS,
@@ -203,7 +203,7 @@ class Endpointer:
             self._silent = 0
         elif self._silent or probability < _OFF_THRESHOLD:
             self._silent += 1
-        needed = self._end_frames if frame - self._start < self._long_frames else self._short_end_frames
+        needed = self._pause_frames(frame)
         if self._silent >= needed:
             return self._close(frame - self._silent + 1 + min(self._tail, self._silent), speech_ended=True)
         if frame - self._start >= self._max_frames:
@@ -211,6 +211,10 @@ class Endpointer:
             cut = frame - len(recent) + int(np.argmin(recent)) + 1
             return self._close(cut, speech_ended=False)
         return []
+
+    def _pause_frames(self, frame: int) -> int:
+        assert self._start is not None
+        return self._end_frames if frame - self._start < self._long_frames else self._short_end_frames
 
     def _close(self, end: int, *, speech_ended: bool) -> list[VoiceEvent | _Utterance]:
         assert self._start is not None
