@@ -7,11 +7,10 @@ import argparse
 import collections
 import json
 import os
+import re
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -44,7 +43,7 @@ from bench.common import (
     say,
     write_json,
 )
-from bench.server import ServerProcess, server_env
+from bench.server import STARTUP_TIMEOUT_SECONDS, ServerProcess, ServiceProcess, server_env
 from bench.wer import word_error_rate
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
@@ -54,7 +53,7 @@ IDLE_PAUSE_SECONDS = 0.5
 """Pause before each idle submission, so the previous job's engine threads are idle again."""
 POLL_SECONDS = 0.01
 WAIT_SECONDS = 600.0
-STARTUP_TIMEOUT_SECONDS = 180.0
+_WORKER_READY = re.compile(r" ready\.")
 WORKER_SETTINGS = {"jobs_workers": "1", "local_workers": "1"}
 """Each Celery worker process: one job at a time, one local engine worker (cores / 1 = 2 CPU threads)."""
 
@@ -226,53 +225,21 @@ class WorkerProcess:
     """`python -m service.worker` with the given settings; entering waits until Celery reports it ready."""
 
     def __init__(self, settings: Mapping[str, str]) -> None:
-        self._env = server_env(**settings)
-        self._process: subprocess.Popen[str] | None = None
-        self._ready = threading.Event()
-        self._log: collections.deque[str] = collections.deque(maxlen=200)
+        self._process = ServiceProcess("service.worker", server_env(**settings), _WORKER_READY, stop_timeout=60.0)
 
     @property
     def pid(self) -> int:
         """The worker's process id."""
-        assert self._process is not None
         return self._process.pid
-
-    def _read_stderr(self) -> None:
-        assert self._process is not None
-        assert self._process.stderr is not None
-        for line in self._process.stderr:
-            self._log.append(line.rstrip())
-            if " ready." in line:
-                self._ready.set()
 
     def __enter__(self) -> WorkerProcess:
         started = time.perf_counter()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "service.worker"],
-            cwd=REPO,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read_stderr, name="worker-log", daemon=True).start()
-        while not self._ready.wait(0.1):
-            if self._process.poll() is not None or time.perf_counter() - started > STARTUP_TIMEOUT_SECONDS:
-                self.__exit__(None, None, None)
-                raise RuntimeError("the worker did not start:\n" + "\n".join(self._log))
+        self._process.start(started + STARTUP_TIMEOUT_SECONDS)
         say(f"jobs: Celery worker pid {self.pid} ready after {time.perf_counter() - started:.1f} s")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        self._process.stop()
 
 
 @contextmanager

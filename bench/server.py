@@ -45,26 +45,90 @@ def server_env(**settings: str) -> dict[str, str]:
     return env
 
 
+class ServiceProcess:
+    """`python -m MODULE` in the repo with the given environment: its stderr kept by a thread, started until a line
+    matches `ready`, stopped with SIGTERM (SIGKILL after `stop_timeout`)."""
+
+    def __init__(self, module: str, env: Mapping[str, str], ready: re.Pattern[str], stop_timeout: float) -> None:
+        self.module = module
+        self._env = dict(env)
+        self._ready_pattern = ready
+        self._stop_timeout = stop_timeout
+        self._process: subprocess.Popen[str] | None = None
+        self._ready = threading.Event()
+        self._log: collections.deque[str] = collections.deque(maxlen=200)
+        self.ready_line: re.Match[str] | None = None
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        assert self._process is not None
+        return self._process.pid
+
+    def running(self) -> bool:
+        """Whether the process was started and has not exited."""
+        return self._process is not None and self._process.poll() is None
+
+    def log_tail(self) -> str:
+        """The last lines the process wrote to stderr."""
+        return "\n".join(self._log)
+
+    def _read_stderr(self) -> None:
+        assert self._process is not None
+        assert self._process.stderr is not None
+        for line in self._process.stderr:
+            self._log.append(line.rstrip())
+            if self.ready_line is None and (match := self._ready_pattern.search(line)):
+                self.ready_line = match
+                self._ready.set()
+
+    def start(self, deadline: float) -> None:
+        """Start the process and wait (until time.perf_counter() passes `deadline`) for its ready line."""
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", self.module],
+            cwd=REPO,
+            env=self._env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        threading.Thread(target=self._read_stderr, name=f"{self.module}-log", daemon=True).start()
+        while not self._ready.wait(0.1):
+            if not self.running() or time.perf_counter() > deadline:
+                self.stop()
+                raise RuntimeError(f"python -m {self.module} did not start:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within the stop timeout."""
+        if not self.running():
+            return
+        assert self._process is not None
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=self._stop_timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
 class ServerProcess:
     """`python -m service` with the given settings; entering waits until it reports SERVING."""
 
     def __init__(self, settings: Mapping[str, str] | None = None) -> None:
-        self._env = server_env(**(settings or {}))
+        env = server_env(**(settings or {}))
         self._data = None
         if "data_dir" not in (settings or {}):
             self._data = tempfile.TemporaryDirectory(prefix="transcribe-bench-data-")
-            self._env["TRANSCRIBE_DATA_DIR"] = self._data.name
-        self._process: subprocess.Popen[str] | None = None
+            env["TRANSCRIBE_DATA_DIR"] = self._data.name
+        self._process = ServiceProcess("service", env, _LISTENING, stop_timeout=30.0)
         self._port: int | None = None
-        self._listening = threading.Event()
-        self._log: collections.deque[str] = collections.deque(maxlen=200)
         self.channel: grpc.Channel | None = None
         self.startup_seconds = 0.0
 
     @property
     def pid(self) -> int:
         """The server's process id."""
-        assert self._process is not None
         return self._process.pid
 
     @property
@@ -81,31 +145,14 @@ class ServerProcess:
 
     def log_tail(self) -> str:
         """The last lines the server wrote to stderr."""
-        return "\n".join(self._log)
-
-    def _read_stderr(self) -> None:
-        assert self._process is not None
-        assert self._process.stderr is not None
-        for line in self._process.stderr:
-            self._log.append(line.rstrip())
-            match = _LISTENING.search(line)
-            if match and self._port is None:
-                self._port = int(match[2])
-                self._listening.set()
+        return self._process.log_tail()
 
     def __enter__(self) -> ServerProcess:
         started = time.perf_counter()
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "service"],
-            cwd=REPO,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read_stderr, name="server-log", daemon=True).start()
         try:
+            self._process.start(started + STARTUP_TIMEOUT_SECONDS)
+            assert self._process.ready_line is not None
+            self._port = int(self._process.ready_line[2])
             self._wait_serving(started + STARTUP_TIMEOUT_SECONDS)
         except BaseException:
             self._stop()
@@ -115,10 +162,6 @@ class ServerProcess:
         return self
 
     def _wait_serving(self, deadline: float) -> None:
-        assert self._process is not None
-        while not self._listening.wait(0.1):
-            if self._process.poll() is not None or time.perf_counter() > deadline:
-                raise RuntimeError(f"the server did not start:\n{self.log_tail()}")
         self.channel = grpc.insecure_channel(
             self.target,
             options=[("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)],
@@ -126,7 +169,7 @@ class ServerProcess:
         health = health_pb2_grpc.HealthStub(self.channel)
         serving = health_pb2.HealthCheckResponse.SERVING
         while time.perf_counter() < deadline:
-            if self._process.poll() is not None:
+            if not self._process.running():
                 raise RuntimeError(f"the server exited:\n{self.log_tail()}")
             try:
                 reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
@@ -146,14 +189,7 @@ class ServerProcess:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        self._process.stop()
 
 
 def unary(stub: pb_grpc.TranscribeServiceStub, content: bytes) -> pb.Transcript:
