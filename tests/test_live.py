@@ -222,13 +222,21 @@ def sentences_of_speech_en() -> tuple[np.ndarray, np.ndarray]:
     return samples[:cut], samples[cut:]
 
 
+@pytest.fixture(scope="module")
+def tiny_en() -> tuple[FasterWhisperEngine, Any]:
+    """The faster-whisper engine and tiny.en, loaded once for the engine-level tests."""
+    engine = FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1)
+    return engine, engine.load(local_model_specs("tiny.en", MODEL_CACHE)["tiny.en"])
+
+
 @pytest.mark.parametrize("word_timestamps", [False, True])
-def test_a_final_decoded_after_the_speech_before_it_says_only_what_follows(word_timestamps: bool) -> None:
+def test_a_final_decoded_after_the_speech_before_it_says_only_what_follows(
+    tiny_en: tuple[FasterWhisperEngine, Any], word_timestamps: bool
+) -> None:
     """The engine hears the previous utterance as context and its text as the decoder's first words, and returns
     only the new utterance's words (with their times inside it when asked); left context too long for Whisper's
     window is dropped rather than cutting the utterance off."""
-    engine = FasterWhisperEngine(cache_dir=MODEL_CACHE, cpu_threads=1, num_workers=1)
-    model = engine.load(local_model_specs("tiny.en", MODEL_CACHE)["tiny.en"])
+    engine, model = tiny_en
     first, second = sentences_of_speech_en()
     request = EngineRequest(
         language="en", task=Task.TRANSCRIBE, prompt="", temperature=None, word_timestamps=word_timestamps

@@ -212,6 +212,30 @@ async def test_an_urgent_job_is_served_before_jobs_queued_earlier() -> None:
     assert order == ["final", "interim0", "interim1"]
 
 
+async def test_after_runs_once_the_result_is_handed_over_and_before_the_next_task() -> None:
+    """A job's housekeeping (a live final's giving memory back) never delays its caller, and the worker does it
+    before it takes another task."""
+    pool = FairWorkerPool(1, "test")
+    order: list[str] = []
+    handed = threading.Event()
+
+    def tidy() -> None:
+        order.append("tidy" if handed.wait(10) else "tidy before the result was handed over")
+
+    tidied, other = pool.job(after=tidy), pool.job()
+    try:
+        first = asyncio.ensure_future(tidied.run(order.append, "task"))
+        second = asyncio.ensure_future(other.run(order.append, "next"))
+        await first
+        handed.set()
+        await second
+    finally:
+        tidied.close()
+        other.close()
+        pool.shutdown()
+    assert order == ["task", "tidy", "next"]
+
+
 async def test_a_closed_job_drops_the_tasks_it_has_not_started() -> None:
     """Closing a job cancels its queued tasks; they never run."""
     pool = FairWorkerPool(1, "test")

@@ -35,6 +35,7 @@ from service.engines.base import Clip, EngineRequest, EngineResult, LocalEngine,
 from service.engines.languages import whisper_languages
 from service.engines.pool import ModelPool
 from service.errors import BackendNotReady, DeadlineTooShort, FieldViolation, InvalidConfig, ModelNotFound
+from service.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -264,9 +265,10 @@ class LocalBackend(Generic[ModelT]):
         scratch: Path,
         before: SpokenBefore | None = None,
     ) -> tuple[Segment, ...]:
-        """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals."""
+        """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals.
+        After a final the worker gives the heap's free pages back, so a long stream's memory stays flat."""
         spec, request = self._engine_request(options, prompt, interim=interim)
-        job = self._live_threads.job(urgent=not interim)
+        job = self._live_threads.job(urgent=not interim, after=None if interim else release_free_memory)
         try:
             return await job.run(self._recognize_sync, spec.name, samples, request, before)
         finally:

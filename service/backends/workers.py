@@ -15,7 +15,7 @@ from typing import Any, ParamSpec, TypeVar
 P = ParamSpec("P")
 R = TypeVar("R")
 
-_Task = tuple[Callable[[], Any], "Future[Any]"]
+_Task = tuple[Callable[[], Any], "Future[Any]", Callable[[], None] | None]
 
 
 class FairWorkerPool:
@@ -33,39 +33,40 @@ class FairWorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def job(self, *, urgent: bool = False) -> WorkerJob:
+    def job(self, *, urgent: bool = False, after: Callable[[], None] | None = None) -> WorkerJob:
         """A new job: its tasks run in the order submitted, interleaved fairly with other jobs' tasks; an urgent
-        job's queued tasks start before those of the others."""
+        job's queued tasks start before those of the others. `after` runs on the worker once each task's result has
+        been handed over, before the worker takes another task (housekeeping the caller does not wait for)."""
         job_id = next(self._ids)
         if urgent:
             with self._ready:
                 self._urgent.add(job_id)
-        return WorkerJob(self, job_id)
+        return WorkerJob(self, job_id, after)
 
     def shutdown(self) -> None:
         """Cancel every queued task; running tasks finish in their threads, which then end."""
         with self._ready:
             self._stopped = True
             for queue in self._queues.values():
-                for _, future in queue:
+                for _, future, _ in queue:
                     future.cancel()
             self._queues.clear()
             self._ready.notify_all()
 
-    def _submit(self, job_id: int, fn: Callable[[], Any]) -> Future[Any]:
+    def _submit(self, job_id: int, fn: Callable[[], Any], after: Callable[[], None] | None) -> Future[Any]:
         future: Future[Any] = Future()
         with self._ready:
             if self._stopped:
                 future.cancel()
                 return future
-            self._queues.setdefault(job_id, collections.deque()).append((fn, future))
+            self._queues.setdefault(job_id, collections.deque()).append((fn, future, after))
             self._ready.notify()
         return future
 
     def _forget(self, job_id: int) -> None:
         with self._ready:
             self._urgent.discard(job_id)
-            for _, future in self._queues.pop(job_id, ()):
+            for _, future, _ in self._queues.pop(job_id, ()):
                 future.cancel()
 
     def _next(self) -> _Task | None:
@@ -83,7 +84,7 @@ class FairWorkerPool:
 
     def _serve(self) -> None:
         while (task := self._next()) is not None:
-            fn, future = task
+            fn, future, after = task
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -92,18 +93,21 @@ class FairWorkerPool:
                 future.set_exception(exc)
             else:
                 future.set_result(result)
+            if after is not None:
+                after()
 
 
 class WorkerJob:
     """One caller's share of a FairWorkerPool; closing it drops the tasks it has not started."""
 
-    def __init__(self, pool: FairWorkerPool, job_id: int) -> None:
+    def __init__(self, pool: FairWorkerPool, job_id: int, after: Callable[[], None] | None = None) -> None:
         self._pool = pool
         self._id = job_id
+        self._after = after
 
     async def run(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run fn in the pool when this job's turn comes; cancelling the await drops it if it has not started."""
-        future = self._pool._submit(self._id, functools.partial(fn, *args, **kwargs))
+        future = self._pool._submit(self._id, functools.partial(fn, *args, **kwargs), self._after)
         result: R = await asyncio.wrap_future(future)
         return result
 

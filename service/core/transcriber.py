@@ -17,9 +17,9 @@ from service.audio.probe import probe, wrap_pcm_as_wav
 from service.audio.store import Upload, UploadStore
 from service.backends.base import SegmentSink, TranscriptionBackend, finished_segments
 from service.core.admission import AdmissionGate
-from service.core.memory import release_free_memory
 from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 from service.errors import BackendNotConfigured, EmptyAudio, FieldViolation, InvalidConfig, StreamIdle
+from service.memory import release_free_memory
 
 log = logging.getLogger(__name__)
 
