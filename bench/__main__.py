@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
             if args.live_memory_only
             else live.run(
                 minutes=args.live_minutes or (5.0 if args.quick else 60.0),
-                rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 2},
+                rounds={1: 1, 2: 1, 4: 1} if args.quick else {1: 5, 2: 3, 4: 4},
                 keep_long=output / "live.json" if args.live_keep_long else None,
             )
         ),
