@@ -17,14 +17,22 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, TypedDict
 
 import grpc
 from google.protobuf import json_format
 from tqdm import tqdm
 
 from transcribe.v1 import transcribe_service_pb2 as pb
-from transcribe_client.client import DEFAULT_TARGET, LIVE_CHUNK_SECONDS, Audio, PcmFormat, TranscribeClient
+from transcribe_client.client import (
+    DEFAULT_TARGET,
+    LIVE_CHUNK_SECONDS,
+    Audio,
+    BackendName,
+    PcmFormat,
+    TaskName,
+    TranscribeClient,
+)
 from transcribe_client.errors import TranscribeError
 from transcribe_client.formats import FORMATS, job_to_dict, job_to_json, live_to_json, render
 from transcribe_client.jobs import MAX_PAGE_SIZE, Job, JobState
@@ -408,6 +416,32 @@ def _audio(args: argparse.Namespace) -> Audio | None:
     return str(args.file)
 
 
+class _Options(TypedDict):
+    """The transcription options every command that sends audio takes from its arguments."""
+
+    backend: BackendName | None
+    model: str
+    language: str
+    prompt: str
+    temperature: float | None
+    task: TaskName
+    word_timestamps: bool
+    timeout: float | None
+
+
+def _options(args: argparse.Namespace) -> _Options:
+    return _Options(
+        backend=args.backend,
+        model=args.model,
+        language=args.language,
+        prompt=args.prompt,
+        temperature=args.temperature,
+        task=args.task,
+        word_timestamps=args.words,
+        timeout=args.timeout,
+    )
+
+
 def _output_format(args: argparse.Namespace) -> str:
     return str(args.format or _SUFFIX_FORMATS.get(Path(args.output or "").suffix.lower(), "text"))
 
@@ -423,15 +457,8 @@ def _transcribe(args: argparse.Namespace) -> int:
                 audio,
                 uri=args.uri,
                 stream=args.stream,
-                backend=args.backend,
-                model=args.model,
-                language=args.language,
-                prompt=args.prompt,
-                temperature=args.temperature,
-                task=args.task,
-                word_timestamps=args.words,
                 pcm=pcm,
-                timeout=args.timeout,
+                **_options(args),
                 progress=progress,
             )
     finally:
@@ -453,15 +480,8 @@ def _submit(args: argparse.Namespace) -> int:
                 audio,
                 uri=args.uri,
                 stream=args.stream,
-                backend=args.backend,
-                model=args.model,
-                language=args.language,
-                prompt=args.prompt,
-                temperature=args.temperature,
-                task=args.task,
-                word_timestamps=args.words,
                 pcm=pcm,
-                timeout=args.timeout,
+                **_options(args),
                 progress=upload,
             )
         finally:
@@ -658,14 +678,7 @@ def _live(args: argparse.Namespace) -> int:
                 interim_results=interim,
                 voice_activity_events=args.vad_events,
                 speech_end_timeout=args.endpoint_ms / 1000 if args.endpoint_ms is not None else None,
-                backend=args.backend,
-                model=args.model,
-                language=args.language,
-                prompt=args.prompt,
-                temperature=args.temperature,
-                task=args.task,
-                word_timestamps=args.words,
-                timeout=args.timeout,
+                **_options(args),
             )
             for response in responses:
                 printer.show(response)
