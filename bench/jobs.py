@@ -4,13 +4,13 @@ running when idle, a burst of submissions against a bounded job queue, and the s
 from __future__ import annotations
 
 import argparse
-import collections
 import json
 import os
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -43,8 +43,9 @@ from bench.common import (
     say,
     write_json,
 )
-from bench.server import STARTUP_TIMEOUT_SECONDS, ServerProcess, ServiceProcess, server_env
+from bench.server import LOG_LINES, STARTUP_TIMEOUT_SECONDS, ServerProcess, server_env
 from bench.wer import word_error_rate
+from tests.processes import ServiceProcess
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -54,6 +55,7 @@ IDLE_PAUSE_SECONDS = 0.5
 POLL_SECONDS = 0.01
 WAIT_SECONDS = 600.0
 _WORKER_READY = re.compile(r" ready\.")
+WORKER_STOP_SECONDS = 60.0
 WORKER_SETTINGS = {"jobs_workers": "1", "local_workers": "1"}
 """Each Celery worker process: one job at a time, one local engine worker (cores / 1 = 2 CPU threads)."""
 
@@ -167,8 +169,7 @@ class RedisServer:
 
     def __init__(self) -> None:
         self._folder: tempfile.TemporaryDirectory[str] | None = None
-        self._process: subprocess.Popen[str] | None = None
-        self._log: collections.deque[str] = collections.deque(maxlen=50)
+        self._process: ServiceProcess | None = None
         self.url = ""
         self.version = ""
 
@@ -188,35 +189,19 @@ class RedisServer:
         port = free_port()
         argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", self._folder.name]
         argv += ["--save", "", "--appendonly", "no"]
-        self._process = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        ready = threading.Event()
-
-        def read() -> None:
-            assert self._process is not None
-            assert self._process.stdout is not None
-            for line in self._process.stdout:
-                self._log.append(line.rstrip())
-                if "Ready to accept connections" in line:
-                    ready.set()
-
-        threading.Thread(target=read, name="redis-log", daemon=True).start()
-        if not ready.wait(30):
+        self._process = ServiceProcess(argv, os.environ, keep=LOG_LINES)
+        try:
+            self._process.wait_for("Ready to accept connections", 30)
+        except BaseException:
             self.__exit__(None, None, None)
-            raise RuntimeError("redis-server did not start:\n" + "\n".join(self._log))
+            raise
         self.url = f"redis://127.0.0.1:{port}/0"
-        say(f"jobs: redis-server pid {self._process.pid} on 127.0.0.1:{port}")
+        say(f"jobs: redis-server pid {self.pid} on 127.0.0.1:{port}")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        if self._process is not None and self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        if self._process is not None:
+            self._process.stop(30)
         if self._folder is not None:
             self._folder.cleanup()
 
@@ -225,21 +210,29 @@ class WorkerProcess:
     """`python -m service.worker` with the given settings; entering waits until Celery reports it ready."""
 
     def __init__(self, settings: Mapping[str, str]) -> None:
-        self._process = ServiceProcess("service.worker", server_env(**settings), _WORKER_READY, stop_timeout=60.0)
+        self._env = server_env(**settings)
+        self._process: ServiceProcess | None = None
 
     @property
     def pid(self) -> int:
         """The worker's process id."""
+        assert self._process is not None
         return self._process.pid
 
     def __enter__(self) -> WorkerProcess:
         started = time.perf_counter()
-        self._process.start(started + STARTUP_TIMEOUT_SECONDS)
+        self._process = ServiceProcess([sys.executable, "-m", "service.worker"], self._env, keep=LOG_LINES)
+        try:
+            self._process.wait_for(_WORKER_READY, STARTUP_TIMEOUT_SECONDS)
+        except BaseException:
+            self._process.stop(WORKER_STOP_SECONDS)
+            raise
         say(f"jobs: Celery worker pid {self.pid} ready after {time.perf_counter() - started:.1f} s")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
-        self._process.stop()
+        if self._process is not None:
+            self._process.stop(WORKER_STOP_SECONDS)
 
 
 @contextmanager

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import collections
 import os
 import re
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,13 +14,17 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.common import MODEL_CACHE, REPO, say
+from bench.common import MODEL_CACHE, say
+from tests.processes import ServiceProcess
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 _LISTENING = re.compile(r"listening on (\S+):(\d+)")
 STARTUP_TIMEOUT_SECONDS = 180.0
 STREAM_CHUNK_BYTES = 256 * 1024  # the Python client's default chunk size
+SERVER_STOP_SECONDS = 30.0
+LOG_LINES = 200
+"""Lines of a benchmark process's output kept (an hour's run writes many)."""
 
 
 def server_env(**settings: str) -> dict[str, str]:
@@ -45,73 +45,6 @@ def server_env(**settings: str) -> dict[str, str]:
     return env
 
 
-class ServiceProcess:
-    """`python -m MODULE` in the repo with the given environment: its stderr kept by a thread, started until a line
-    matches `ready`, stopped with SIGTERM (SIGKILL after `stop_timeout`)."""
-
-    def __init__(self, module: str, env: Mapping[str, str], ready: re.Pattern[str], stop_timeout: float) -> None:
-        self.module = module
-        self._env = dict(env)
-        self._ready_pattern = ready
-        self._stop_timeout = stop_timeout
-        self._process: subprocess.Popen[str] | None = None
-        self._ready = threading.Event()
-        self._log: collections.deque[str] = collections.deque(maxlen=200)
-        self.ready_line: re.Match[str] | None = None
-
-    @property
-    def pid(self) -> int:
-        """The process id."""
-        assert self._process is not None
-        return self._process.pid
-
-    def running(self) -> bool:
-        """Whether the process was started and has not exited."""
-        return self._process is not None and self._process.poll() is None
-
-    def log_tail(self) -> str:
-        """The last lines the process wrote to stderr."""
-        return "\n".join(self._log)
-
-    def _read_stderr(self) -> None:
-        assert self._process is not None
-        assert self._process.stderr is not None
-        for line in self._process.stderr:
-            self._log.append(line.rstrip())
-            if self.ready_line is None and (match := self._ready_pattern.search(line)):
-                self.ready_line = match
-                self._ready.set()
-
-    def start(self, deadline: float) -> None:
-        """Start the process and wait (until time.perf_counter() passes `deadline`) for its ready line."""
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
-            cwd=REPO,
-            env=self._env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        threading.Thread(target=self._read_stderr, name=f"{self.module}-log", daemon=True).start()
-        while not self._ready.wait(0.1):
-            if not self.running() or time.perf_counter() > deadline:
-                self.stop()
-                raise RuntimeError(f"python -m {self.module} did not start:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it has not exited within the stop timeout."""
-        if not self.running():
-            return
-        assert self._process is not None
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout=self._stop_timeout)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-
-
 class ServerProcess:
     """`python -m service` with the given settings; entering waits until it reports SERVING."""
 
@@ -121,7 +54,8 @@ class ServerProcess:
         if "data_dir" not in (settings or {}):
             self._data = tempfile.TemporaryDirectory(prefix="transcribe-bench-data-")
             env["TRANSCRIBE_DATA_DIR"] = self._data.name
-        self._process = ServiceProcess("service", env, _LISTENING, stop_timeout=30.0)
+        self._env = env
+        self._process: ServiceProcess | None = None
         self._port: int | None = None
         self.channel: grpc.Channel | None = None
         self.startup_seconds = 0.0
@@ -129,6 +63,7 @@ class ServerProcess:
     @property
     def pid(self) -> int:
         """The server's process id."""
+        assert self._process is not None
         return self._process.pid
 
     @property
@@ -144,15 +79,15 @@ class ServerProcess:
         return pb_grpc.TranscribeServiceStub(self.channel)
 
     def log_tail(self) -> str:
-        """The last lines the server wrote to stderr."""
+        """The last lines the server wrote."""
+        assert self._process is not None
         return self._process.log_tail()
 
     def __enter__(self) -> ServerProcess:
         started = time.perf_counter()
+        self._process = ServiceProcess([sys.executable, "-m", "service"], self._env, keep=LOG_LINES)
         try:
-            self._process.start(started + STARTUP_TIMEOUT_SECONDS)
-            assert self._process.ready_line is not None
-            self._port = int(self._process.ready_line[2])
+            self._port = int(self._process.wait_for(_LISTENING, STARTUP_TIMEOUT_SECONDS)[2])
             self._wait_serving(started + STARTUP_TIMEOUT_SECONDS)
         except BaseException:
             self._stop()
@@ -169,6 +104,7 @@ class ServerProcess:
         health = health_pb2_grpc.HealthStub(self.channel)
         serving = health_pb2.HealthCheckResponse.SERVING
         while time.perf_counter() < deadline:
+            assert self._process is not None
             if not self._process.running():
                 raise RuntimeError(f"the server exited:\n{self.log_tail()}")
             try:
@@ -189,7 +125,8 @@ class ServerProcess:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
-        self._process.stop()
+        if self._process is not None:
+            self._process.stop(SERVER_STOP_SECONDS)
 
 
 def unary(stub: pb_grpc.TranscribeServiceStub, content: bytes) -> pb.Transcript:

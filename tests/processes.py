@@ -1,55 +1,87 @@
-"""Server and worker processes the tests start: stderr collected by a thread, lines waited for, stopped gently."""
+"""Child processes the tests and the benchmarks start (servers, workers, redis-server): their output kept by a
+thread, lines waited for, stopped gently."""
 
 from __future__ import annotations
 
+import collections
 import re
 import signal
 import subprocess
 import threading
 import time
+from collections.abc import Mapping
+from pathlib import Path
 
-from tests.conftest import REPO
+REPO = Path(__file__).resolve().parents[1]
+
+
+class ProcessFailed(RuntimeError):
+    """A child process exited, or time ran out, before it wrote the line waited for."""
 
 
 class ServiceProcess:
-    """A child process whose stderr is collected by a thread; `wait_for` blocks until a line matches."""
+    """A child process started in the repo whose output (stdout and stderr together) a thread keeps, its last `keep`
+    lines; `wait_for` blocks until a line matches, `stop` sends SIGTERM and then SIGKILL."""
 
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        self.popen = subprocess.Popen(argv, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True)
-        self.lines: list[str] = []
+    def __init__(self, argv: list[str], env: Mapping[str, str], *, keep: int = 10_000) -> None:
+        self.popen = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self._lines: collections.deque[str] = collections.deque(maxlen=keep)
         self._changed = threading.Condition()
-        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"{Path(argv[0]).name}-output", daemon=True)
         self._reader.start()
 
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        return self.popen.pid
+
+    def running(self) -> bool:
+        """Whether the process has not exited."""
+        return self.popen.poll() is None
+
+    def log_tail(self, lines: int = 200) -> str:
+        """The last lines the process wrote."""
+        with self._changed:
+            return "".join(list(self._lines)[-lines:])
+
     def _read(self) -> None:
-        assert self.popen.stderr is not None
-        for line in self.popen.stderr:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
             with self._changed:
-                self.lines.append(line)
+                self._lines.append(line)
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
 
-    def wait_for(self, pattern: str, seconds: float = 120.0) -> re.Match[str]:
-        """The first stderr line matching `pattern`; fails when the process exits or time runs out first."""
+    def wait_for(self, pattern: str | re.Pattern[str], seconds: float = 120.0) -> re.Match[str]:
+        """The first kept line matching `pattern`; ProcessFailed when the process exits or time runs out first."""
         deadline = time.monotonic() + seconds
         regex = re.compile(pattern)
         with self._changed:
             while True:
-                for line in self.lines:
+                for line in self._lines:
                     if match := regex.search(line):
                         return match
                 left = deadline - time.monotonic()
-                if left <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
-                    raise AssertionError(f"no line matching {pattern!r}:\n{''.join(self.lines[-40:])}")
+                if left <= 0 or (not self.running() and not self._reader.is_alive()):
+                    tail = "".join(list(self._lines)[-40:])
+                    raise ProcessFailed(f"no line matching {regex.pattern!r} from {self.popen.args!r}:\n{tail}")
                 self._changed.wait(timeout=min(left, 1.0))
 
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it does not exit in time."""
-        if self.popen.poll() is None:
+    def stop(self, timeout: float = 60.0) -> None:
+        """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+        if self.running():
             self.popen.send_signal(signal.SIGTERM)
             try:
-                self.popen.wait(timeout=60)
+                self.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()

@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -159,18 +158,12 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
         "--appendonly",
         "no",
     ]
-    redis = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    redis = ServiceProcess(argv, os.environ)
     try:
-        assert redis.stdout is not None
-        for line in redis.stdout:
-            if "Ready to accept connections" in line:
-                break
-        else:
-            raise AssertionError("redis-server did not start")
+        redis.wait_for("Ready to accept connections", 30)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
-        redis.terminate()
-        redis.wait(timeout=30)
+        redis.stop(30)
 
 
 def test_celery_workers_share_jobs_across_servers(tmp_path: Path, files: FileServer, redis_url: str) -> None:
