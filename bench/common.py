@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import statistics
 import sys
 import threading
 import time
+import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,17 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 
 _STARTED = time.monotonic()
+
+
+def wav_of_pcm(pcm: bytes) -> bytes:
+    """16 kHz mono 16-bit little-endian samples as a WAV file."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(16000)
+        wav.writeframes(pcm)
+    return out.getvalue()
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,17 @@ import numpy as np
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from bench.common import MIB, MODEL_CACHE, REPO, RssSampler, load_clips, percentile, proc_status_kib, say
+from bench.common import (
+    MIB,
+    MODEL_CACHE,
+    REPO,
+    RssSampler,
+    load_clips,
+    percentile,
+    proc_status_kib,
+    say,
+    wav_of_pcm,
+)
 from bench.data import make_live_audio
 from bench.data.make_live_audio import LiveAudio
 from bench.server import ServerProcess
@@ -50,6 +60,7 @@ WINDOW_BEFORE = 0.5
 WINDOW_AFTER = 0.25
 """... and starting at most this long after its end_offset."""
 WARM_UP_SECONDS = 10.0
+UPLOAD_PIECE = 256 * 1024
 _REFUSED = re.compile(r"TranscribeLive RESOURCE_EXHAUSTED ([0-9.]+)ms")
 
 
@@ -224,12 +235,29 @@ def transcribe_file(
 ) -> pb.Transcript:
     """An offline transcription of a file streamed from disk (TranscribeStream), server defaults otherwise."""
 
-    def requests() -> Iterator[pb.TranscribeStreamRequest]:
-        config = pb.TranscriptionConfig(enable_word_time_offsets=word_times)
-        yield pb.TranscribeStreamRequest(config=config)
+    def pieces() -> Iterator[bytes]:
         with path.open("rb") as audio:
-            while piece := audio.read(256 * 1024):
-                yield pb.TranscribeStreamRequest(audio_content=piece)
+            while piece := audio.read(UPLOAD_PIECE):
+                yield piece
+
+    return upload(stub, pieces(), word_times=word_times, timeout=timeout)
+
+
+def transcribe_pcm(stub: pb_grpc.TranscribeServiceStub, pcm: bytes) -> pb.Transcript:
+    """An offline transcription of 16 kHz mono LINEAR16 samples, sent as a WAV file."""
+    wav = wav_of_pcm(pcm)
+    return upload(stub, (wav[i : i + UPLOAD_PIECE] for i in range(0, len(wav), UPLOAD_PIECE)), word_times=False)
+
+
+def upload(
+    stub: pb_grpc.TranscribeServiceStub, pieces: Iterator[bytes], *, word_times: bool, timeout: float = 7200
+) -> pb.Transcript:
+    """The transcript of a file uploaded in pieces (TranscribeStream), server defaults otherwise."""
+
+    def requests() -> Iterator[pb.TranscribeStreamRequest]:
+        yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig(enable_word_time_offsets=word_times))
+        for piece in pieces:
+            yield pb.TranscribeStreamRequest(audio_content=piece)
 
     response: pb.TranscribeStreamResponse = stub.TranscribeStream(requests(), timeout=timeout)
     return response.transcript
@@ -555,13 +583,21 @@ ACCURACY_FIXTURES = ("speech_en.wav", "speech_en_60s.ogg")
 """The spoken test fixtures whose live finals are compared with offline (tests/data/fixtures.json)."""
 ACCURACY_LIVE_SECONDS = (120.0, 300.0)
 """Generated live recordings (varied voices, natural pauses) compared besides the clip."""
+LEAD_INS = (0.0, 0.1, 0.2, 0.3, 0.5)
+"""Seconds of silence put before each compared recording. Nobody would hear the difference, yet it moves where
+Whisper's 30 s windows fall offline and where utterances start and end live, so the spread of the errors over these
+shows how much of a difference between two transcriptions is chance."""
 
 
 def accuracy_recordings() -> list[tuple[Path, str]]:
-    """The recordings whose live finals are compared with offline: the spoken test fixtures, the benchmark's
-    one-voice clips and generated live recordings of 2 and 5 minutes; each with its exact text."""
+    """The recordings whose live finals are compared with offline: the live clip, the spoken test fixtures, the
+    benchmark's one-voice clips and generated live recordings of 2 and 5 minutes; each with its exact text."""
+    live_clip = make_live_audio.ensure(CLIP_SECONDS)
     fixtures = json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())["speech"]
-    chosen = [(REPO / "tests" / "data" / f["file"], str(f["text"])) for f in fixtures if f["file"] in ACCURACY_FIXTURES]
+    chosen = [(live_clip.path, live_clip.text)]
+    chosen += [
+        (REPO / "tests" / "data" / f["file"], str(f["text"])) for f in fixtures if f["file"] in ACCURACY_FIXTURES
+    ]
     chosen += [(clip.path, clip.text) for clip in load_clips().values()]
     for seconds in ACCURACY_LIVE_SECONDS:
         audio = make_live_audio.ensure(seconds)
@@ -570,32 +606,54 @@ def accuracy_recordings() -> list[tuple[Path, str]]:
 
 
 def accuracy(server: ServerProcess, recordings: list[tuple[Path, str]]) -> list[dict[str, Any]]:
-    """Each recording offline and as one live stream fed as fast as the server takes it: utterances are cut by voice
-    activity alone, so the pace changes only whether a final was started during its pause."""
+    """Each recording offline and as one live stream fed as fast as the server takes it (utterances are cut by voice
+    activity alone, so the pace changes only whether a final was started during its pause), as it is and after each
+    lead-in of silence; both get the same 16-bit samples."""
     rows = []
     for path, text in recordings:
         expected = words(text)
-        offline = transcribe_file(server.stub, path, word_times=False)
         samples = decode_to_whisper_input(path)
-        pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
-        run = stream(server.stub, pcm, time.monotonic(), paced=False)
-        live_text = " ".join(heard.text for heard in run.heard if heard.final)
-        errors = edit_distance(expected, words(live_text))
-        offline_errors = edit_distance(expected, words(offline.text))
-        say(f"live: accuracy {path.name}: {errors} errors live, {offline_errors} offline, of {len(expected)} words")
-        row = {
-            "file": str(path.relative_to(REPO)),
-            "audio_seconds": len(samples) / RATE,
-            "words": len(expected),
-            "code": run.code,
-            "errors": errors,
-            "offline_errors": offline_errors,
-            "wer": errors / len(expected),
-            "offline_wer": offline_errors / len(expected),
-            "text": live_text,
-            "offline_text": offline.text,
-        }
-        rows.append(row)
+        runs: list[dict[str, Any]] = []
+        for lead_in in LEAD_INS:
+            padded = np.concatenate([np.zeros(round(lead_in * RATE), dtype=np.float32), samples])
+            pcm = np.clip(np.round(padded * 32767), -32768, 32767).astype("<i2").tobytes()
+            offline = transcribe_pcm(server.stub, pcm).text
+            run = stream(server.stub, pcm, time.monotonic(), paced=False)
+            live_text = " ".join(heard.text for heard in run.heard if heard.final)
+            runs.append(
+                {
+                    "lead_in_seconds": lead_in,
+                    "code": run.code,
+                    "errors": edit_distance(expected, words(live_text)),
+                    "offline_errors": edit_distance(expected, words(offline)),
+                    "text": live_text,
+                    "offline_text": offline,
+                }
+            )
+        first = runs[0]
+        live_errors = [r["errors"] for r in runs]
+        offline_errors = [r["offline_errors"] for r in runs]
+        say(
+            f"live: accuracy {path.name}, {len(expected)} words: errors live {live_errors}, offline {offline_errors} "
+            f"(lead-ins {', '.join(f'{s:g}' for s in LEAD_INS)} s)"
+        )
+        rows.append(
+            {
+                "file": str(path.relative_to(REPO)),
+                "audio_seconds": len(samples) / RATE,
+                "words": len(expected),
+                "code": first["code"],
+                "errors": first["errors"],
+                "offline_errors": first["offline_errors"],
+                "wer": first["errors"] / len(expected),
+                "offline_wer": first["offline_errors"] / len(expected),
+                "mean_wer": sum(live_errors) / len(runs) / len(expected),
+                "offline_mean_wer": sum(offline_errors) / len(runs) / len(expected),
+                "text": first["text"],
+                "offline_text": first["offline_text"],
+                "lead_ins": runs[1:],
+            }
+        )
     return rows
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import io
 import json
 import multiprocessing
 import multiprocessing.connection
@@ -35,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import wave
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
@@ -49,7 +47,7 @@ from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
-from bench.common import MODEL_CACHE, REPO, RESULTS, percentile, proc_status_kib
+from bench.common import MODEL_CACHE, REPO, RESULTS, percentile, proc_status_kib, wav_of_pcm
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
@@ -122,13 +120,7 @@ def wav_of(path: Path) -> bytes:
             frame.pts = None
             pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(frame)]
     pieces += [out.to_ndarray().reshape(-1) for out in resampler.resample(None)]
-    out = io.BytesIO()
-    with wave.open(out, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(16000)
-        wav.writeframes(np.concatenate(pieces).astype("<i2").tobytes())
-    return out.getvalue()
+    return wav_of_pcm(np.concatenate(pieces).astype("<i2").tobytes())
 
 
 def payload(kind: str, data: bytes, *, streamed: bool) -> Payload:
