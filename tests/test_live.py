@@ -253,6 +253,22 @@ def test_a_final_decoded_after_the_speech_before_it_says_only_what_follows(
         assert all(0 <= word.start <= word.end <= len(second) / WHISPER_SAMPLE_RATE + 0.1 for word in timed)
 
 
+def test_a_final_after_forced_words_without_their_full_stop_starts_with_its_own_words(
+    tiny_en: tuple[FasterWhisperEngine, Any],
+) -> None:
+    """Forced words that lack their closing punctuation make the decoder write it first: it is not put at the head
+    of the next final, and a final of nothing but that punctuation is decoded again, alone."""
+    engine, model = tiny_en
+    first, second = sentences_of_speech_en()
+    request = EngineRequest(language="en", task=Task.TRANSCRIBE, prompt="", temperature=None, word_timestamps=False)
+    before = SpokenBefore(first, "The quick brown fox jumps over the lazy dog")
+    whole = " ".join(segment.text for segment in engine.transcribe_utterance(model, second, request, before)).strip()
+    assert whole[:1].isalnum() and {"sells", "shore"} <= set(words(whole)), whole
+    onset = second[: round(0.8 * WHISPER_SAMPLE_RATE)]
+    start = " ".join(segment.text for segment in engine.transcribe_utterance(model, onset, request, before))
+    assert words(start) == ["she"], start
+
+
 def reason_of(error: grpc.aio.AioRpcError) -> str:
     """The ErrorInfo reason of a failed call."""
     info, _ = error_details(error)

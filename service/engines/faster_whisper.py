@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ _MIN_TRAILING_SILENCE = 2.0
 _LONE_FINAL_CONTEXT = 30.0
 _TOKENS_PER_SECOND = 12
 _LOOP_COMPRESSION_RATIO = 2.4
+_CLOSING_PUNCTUATION = ".,!?;:\u2026\u3002\u3001\uff0c\uff01\uff1f"  # with the ideographic and full-width forms
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,13 @@ class FasterWhisperEngine:
         text = tokenizer.decode(result.sequences_ids[0][len(prompt) - len(plain) :])
         if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
             return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
-        if before is not None and not text.strip():
-            # The forced words can seem to cover a short utterance after them (a word cut off by a short pause).
-            return self.transcribe_utterance(model, audio, alone)
+        if before is not None:
+            # When the forced words lack their closing punctuation, the decoder writes it first.
+            text = text.lstrip(_CLOSING_PUNCTUATION + string.whitespace)
+            if not any(character.isalnum() for character in text):
+                # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or
+                # the decoder closes their sentence and stops.
+                return self.transcribe_utterance(model, audio, alone)
         return (Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob)),)
 
     def _decoding(self, request: EngineRequest) -> dict[str, Any]:
