@@ -345,7 +345,7 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
                 f"{len(compared) - len(as_recorded)}); all runs together {_pct(live_errors / total)} vs "
                 f"{_pct(offline_errors / total)}"
                 + "".join(
-                    f"; {Path(row['file']).name} {_pct(_mean_wer(row, ''))} vs {_pct(_mean_wer(row, 'offline_'))}"
+                    f"; `{row['file']}` {_pct(_mean_wer(row, ''))} vs {_pct(_mean_wer(row, 'offline_'))}"
                     for row in beyond
                 ),
                 "1.9% vs 0.6%; 7.8% vs 1.4%",
