@@ -8,7 +8,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from bench.common import (
 )
 from bench.server import LOG_LINES, STARTUP_TIMEOUT_SECONDS, ServerProcess, server_env
 from bench.wer import word_error_rate
-from tests.processes import ServiceProcess
+from tests.processes import REDIS_STOP_SECONDS, ServiceProcess, start_redis
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -156,14 +155,6 @@ class Jobs:
 # -- processes: Redis and Celery workers ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 class RedisServer:
     """A real redis-server on a free loopback port, nothing saved to disk, its folder removed at the end."""
 
@@ -186,22 +177,17 @@ class RedisServer:
         banner = subprocess.run([binary, "--version"], capture_output=True, text=True, check=True).stdout
         self.version = next((part[2:] for part in banner.split() if part.startswith("v=")), banner.strip())
         self._folder = tempfile.TemporaryDirectory(prefix="transcribe-bench-redis-")
-        port = free_port()
-        argv = [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", self._folder.name]
-        argv += ["--save", "", "--appendonly", "no"]
-        self._process = ServiceProcess(argv, os.environ, keep=LOG_LINES)
         try:
-            self._process.wait_for("Ready to accept connections", 30)
+            self._process, self.url = start_redis(binary, Path(self._folder.name), keep=LOG_LINES)
         except BaseException:
-            self.__exit__(None, None, None)
+            self._folder.cleanup()
             raise
-        self.url = f"redis://127.0.0.1:{port}/0"
-        say(f"jobs: redis-server pid {self.pid} on 127.0.0.1:{port}")
+        say(f"jobs: redis-server pid {self.pid} at {self.url}")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None) -> None:
         if self._process is not None:
-            self._process.stop(30)
+            self._process.stop(REDIS_STOP_SECONDS)
         if self._folder is not None:
             self._folder.cleanup()
 

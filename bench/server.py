@@ -49,12 +49,11 @@ class ServerProcess:
     """`python -m service` with the given settings; entering waits until it reports SERVING."""
 
     def __init__(self, settings: Mapping[str, str] | None = None) -> None:
-        env = server_env(**(settings or {}))
+        self._env = server_env(**(settings or {}))
         self._data = None
         if "data_dir" not in (settings or {}):
             self._data = tempfile.TemporaryDirectory(prefix="transcribe-bench-data-")
-            env["TRANSCRIBE_DATA_DIR"] = self._data.name
-        self._env = env
+            self._env["TRANSCRIBE_DATA_DIR"] = self._data.name
         self._process: ServiceProcess | None = None
         self._port: int | None = None
         self.channel: grpc.Channel | None = None

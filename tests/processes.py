@@ -4,8 +4,10 @@ thread, lines waited for, stopped gently."""
 from __future__ import annotations
 
 import collections
+import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -13,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+REDIS_STOP_SECONDS = 30.0
 
 
 class ProcessFailed(RuntimeError):
@@ -72,7 +75,7 @@ class ServiceProcess:
                         return match
                 left = deadline - time.monotonic()
                 if left <= 0 or (not self.running() and not self._reader.is_alive()):
-                    tail = "".join(list(self._lines)[-40:])
+                    tail = self.log_tail(40)
                     raise ProcessFailed(f"no line matching {regex.pattern!r} from {self.popen.args!r}:\n{tail}")
                 self._changed.wait(timeout=min(left, 1.0))
 
@@ -86,3 +89,37 @@ class ServiceProcess:
                 self.popen.kill()
                 self.popen.wait()
         self._reader.join(timeout=10)
+
+
+def free_port() -> int:
+    """A port that was free a moment ago on 127.0.0.1."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def start_redis(binary: str, folder: Path, *, keep: int = 10_000) -> tuple[ServiceProcess, str]:
+    """A redis-server on a free loopback port that saves nothing (working in `folder`), once it accepts
+    connections, and its URL."""
+    port = free_port()
+    argv = [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(folder),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+    ]
+    redis = ServiceProcess(argv, os.environ, keep=keep)
+    try:
+        redis.wait_for("Ready to accept connections", 30)
+    except BaseException:
+        redis.stop(REDIS_STOP_SECONDS)
+        raise
+    return redis, f"redis://127.0.0.1:{port}/0"

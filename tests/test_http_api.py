@@ -8,7 +8,6 @@ import json
 import logging
 import math
 import re
-import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from service.wiring import build_app
 from tests.certs import make_pki
 from tests.conftest import DATA, MODEL_CACHE, REPO, Fixture, RunningServer, StartServer
 from tests.helpers import assert_has_words
+from tests.processes import free_port
 from tests.test_lifecycle import GatedBackend
 from transcribe.v1 import transcribe_service_pb2 as pb
 
@@ -509,14 +509,6 @@ async def test_one_server_fronts_another_through_its_http_face(
     assert_has_words(transcript.text, spoken["speech_en.wav"].expected_words)
     assert transcript.segments
     assert any(segment.words for segment in transcript.segments)
-
-
-def free_port() -> int:
-    """A port nothing listens on now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_serve_hosts_both_faces_and_drains_http_with_grpc(

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -21,20 +20,12 @@ from google.rpc import code_pb2
 
 from tests.conftest import DATA, MODEL_CACHE
 from tests.fakes.file_server import FileServer
-from tests.processes import ServiceProcess
+from tests.processes import REDIS_STOP_SECONDS, ServiceProcess, start_redis
 from tests.test_jobs import metadata_of
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 AUDIO = (DATA / "speech_en.wav").read_bytes()
-
-
-def free_port() -> int:
-    """A port that was free a moment ago on 127.0.0.1."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def base_env(tmp_path: Path, files: FileServer, **extra: str) -> dict[str, str]:
@@ -142,28 +133,13 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A real redis-server on a loopback port, private to the test, stopped at teardown."""
     binary = shutil.which("redis-server")
     assert binary is not None, "redis-server is missing: `make test` installs it (make redis)"
-    port = free_port()
     folder = tmp_path / "redis"
     folder.mkdir()
-    argv = [
-        binary,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--dir",
-        str(folder),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-    ]
-    redis = ServiceProcess(argv, os.environ)
+    redis, url = start_redis(binary, folder)
     try:
-        redis.wait_for("Ready to accept connections", 30)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield url
     finally:
-        redis.stop(30)
+        redis.stop(REDIS_STOP_SECONDS)
 
 
 def test_celery_workers_share_jobs_across_servers(tmp_path: Path, files: FileServer, redis_url: str) -> None:
