@@ -32,7 +32,7 @@ from service.domain import (
 )
 from service.engines.base import EngineRequest
 from service.engines.catalog import local_model_specs
-from service.engines.faster_whisper import FasterWhisperEngine
+from service.engines.faster_whisper import FasterWhisperEngine, written_after
 from tests.conftest import DATA, MODEL_CACHE, Fixture, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import error_details
@@ -268,6 +268,22 @@ def test_a_final_after_forced_words_without_their_full_stop_starts_with_its_own_
     onset = second[: round(0.8 * WHISPER_SAMPLE_RATE)]
     start = " ".join(segment.text for segment in engine.transcribe_utterance(model, onset, request, before))
     assert words(start) == ["she"], start
+
+
+def test_a_final_after_forced_words_is_the_likeliest_hypothesis_per_written_token() -> None:
+    """The beam's hypotheses after 17 forced tokens, as CTranslate2 scored them when the live clip's "Near the end of
+    the journey the air changes." was decoded after the sentence before it: its own ranking (log-probability over a
+    length that counts the forced tokens) picks the one that skips "Near" and "the air"; Whisper's, per written token,
+    does not. With nothing forced the two rankings agree."""
+    written = [(-2.796, 7), (-3.964, 10)]  # what each wrote: its log-probability and its length in tokens
+    forced = 17
+    sequences = [[0] * forced + [index + 1] * length for index, (_, length) in enumerate(written)]
+    scores = [total / (forced + length) for total, length in written]
+    assert max(range(2), key=scores.__getitem__) == 0
+    assert written_after(forced, scores, sequences) == sequences[1][forced:]
+    alone = [sequence[forced:] for sequence in sequences]
+    for scores_alone in ([total / length for total, length in written], [-0.5, -0.2]):
+        assert written_after(0, scores_alone, alone) == alone[max(range(2), key=scores_alone.__getitem__)]
 
 
 def reason_of(error: grpc.aio.AioRpcError) -> str:

@@ -143,17 +143,20 @@ class FasterWhisperEngine:
         prompt = whisper.get_prompt(
             tokenizer, previous, without_timestamps=True, prefix=before.text if before is not None else None
         )
+        beams = 1 if request.quick else self._beam_size
+        forced = len(prompt) - len(plain)
         result = whisper.model.generate(
             whisper.encode(features),
             [prompt],
-            beam_size=1 if request.quick else self._beam_size,
+            beam_size=beams,
+            num_hypotheses=beams,
+            return_scores=True,
             max_length=min(whisper.max_length, len(prompt) + int(_TOKENS_PER_SECOND * seconds) + 8),
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
         )[0]
-        # The forced words come back at the head of the sequence.
-        text = tokenizer.decode(result.sequences_ids[0][len(prompt) - len(plain) :])
+        text = tokenizer.decode(written_after(forced, result.scores, result.sequences_ids))
         if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
             return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
         if before is not None:
@@ -174,6 +177,19 @@ class FasterWhisperEngine:
             "initial_prompt": request.prompt or None,
             "word_timestamps": request.word_timestamps,
         }
+
+
+def written_after(forced: int, scores: Sequence[float], sequences: Sequence[Sequence[int]]) -> Sequence[int]:
+    """The tokens written after the forced ones by the likeliest hypothesis per written token, as Whisper ranks.
+
+    The sequences start with the forced tokens. CTranslate2 scores each by its log-probability, which leaves the
+    forced tokens out, divided by a length that counts them: ranked so, a short hypothesis that skips the words it is
+    unsure of wins."""
+    _, sequence = max(
+        zip(scores, sequences, strict=True),
+        key=lambda hypothesis: hypothesis[0] * len(hypothesis[1]) / max(1, len(hypothesis[1]) - forced),
+    )
+    return sequence[forced:]
 
 
 def _repeats(text: str) -> bool:
