@@ -207,12 +207,14 @@ class WorkerProcess:
 
     def __enter__(self) -> WorkerProcess:
         started = time.perf_counter()
-        self._process = ServiceProcess([sys.executable, "-m", "service.worker"], self._env, keep=LOG_LINES)
-        try:
-            self._process.wait_for(_WORKER_READY, STARTUP_TIMEOUT_SECONDS)
-        except BaseException:
-            self._process.stop(WORKER_STOP_SECONDS)
-            raise
+        self._process, _ = ServiceProcess.started(
+            [sys.executable, "-m", "service.worker"],
+            self._env,
+            _WORKER_READY,
+            seconds=STARTUP_TIMEOUT_SECONDS,
+            stop_seconds=WORKER_STOP_SECONDS,
+            keep=LOG_LINES,
+        )
         say(f"jobs: Celery worker pid {self.pid} ready after {time.perf_counter() - started:.1f} s")
         return self
 

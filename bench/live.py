@@ -39,6 +39,7 @@ from bench.data.make_live_audio import LiveAudio
 from bench.server import ServerProcess
 from bench.wer import edit_distance, words
 from service.audio.decode import decode_to_whisper_input
+from tests.helpers import linear16
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
@@ -616,7 +617,7 @@ def accuracy(server: ServerProcess, recordings: list[tuple[Path, str]]) -> list[
         runs: list[dict[str, Any]] = []
         for lead_in in LEAD_INS:
             padded = np.concatenate([np.zeros(round(lead_in * RATE), dtype=np.float32), samples])
-            pcm = np.clip(np.round(padded * 32767), -32768, 32767).astype("<i2").tobytes()
+            pcm = linear16(padded)
             offline = transcribe_pcm(server.stub, pcm).text
             run = stream(server.stub, pcm, time.monotonic(), paced=False)
             live_text = " ".join(heard.text for heard in run.heard if heard.final)

@@ -329,7 +329,7 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         ]
     compared = data.get("accuracy")
     if compared:
-        tries = len(compared[0].get("lead_ins", ())) + 1
+        tries = len(_errors(compared[0], "errors"))
         beyond = [row for row in compared if _mean_wer(row, "") - _mean_wer(row, "offline_") > WER_MARGIN]
         as_recorded = [row for row in compared if row["wer"] - row["offline_wer"] > WER_MARGIN]
         live_errors, offline_errors = (
@@ -488,7 +488,7 @@ def _live(data: dict[str, Any]) -> list[str]:
             "service/faces/grpc/interceptors.py); a client that half-closes sees it at once.",
         ]
     if data.get("accuracy"):
-        tries = len(data["accuracy"][0].get("lead_ins", ())) + 1
+        tries = len(_errors(data["accuracy"][0], "errors"))
         lead_ins = ", ".join(f"{run['lead_in_seconds']:g}" for run in data["accuracy"][0].get("lead_ins", ()))
         lines += [
             "",

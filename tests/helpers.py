@@ -9,12 +9,19 @@ import struct
 from collections.abc import AsyncIterator, Iterable
 
 import grpc
+import numpy as np
+import numpy.typing as npt
 from google.rpc import error_details_pb2, status_pb2
 
 from transcribe.v1 import transcribe_service_pb2 as pb
 from transcribe.v1 import transcribe_service_pb2_grpc as pb_grpc
 
 CHUNK = 64 * 1024
+
+
+def linear16(samples: npt.NDArray[np.float32]) -> bytes:
+    """Samples in [-1, 1] as headerless 16-bit little-endian PCM, rounded and clipped."""
+    return np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
 
 
 def words_of(text: str) -> set[str]:

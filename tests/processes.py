@@ -41,6 +41,26 @@ class ServiceProcess:
         self._reader = threading.Thread(target=self._read, name=f"{Path(argv[0]).name}-output", daemon=True)
         self._reader.start()
 
+    @classmethod
+    def started(
+        cls,
+        argv: list[str],
+        env: Mapping[str, str],
+        ready: str | re.Pattern[str],
+        *,
+        seconds: float = 120.0,
+        stop_seconds: float = 60.0,
+        keep: int = 10_000,
+    ) -> tuple[ServiceProcess, re.Match[str]]:
+        """A child process once it has written a line matching `ready`, and that match; stopped again (within
+        `stop_seconds`) if the line never comes."""
+        process = cls(argv, env, keep=keep)
+        try:
+            return process, process.wait_for(ready, seconds)
+        except BaseException:
+            process.stop(stop_seconds)
+            raise
+
     @property
     def pid(self) -> int:
         """The process id."""
@@ -116,10 +136,7 @@ def start_redis(binary: str, folder: Path, *, keep: int = 10_000) -> tuple[Servi
         "--appendonly",
         "no",
     ]
-    redis = ServiceProcess(argv, os.environ, keep=keep)
-    try:
-        redis.wait_for("Ready to accept connections", 30)
-    except BaseException:
-        redis.stop(REDIS_STOP_SECONDS)
-        raise
+    redis, _ = ServiceProcess.started(
+        argv, os.environ, "Ready to accept connections", seconds=30, stop_seconds=REDIS_STOP_SECONDS, keep=keep
+    )
     return redis, f"redis://127.0.0.1:{port}/0"

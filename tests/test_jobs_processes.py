@@ -163,11 +163,11 @@ def test_celery_workers_share_jobs_across_servers(tmp_path: Path, files: FileSer
             clients.append(Client(target))
         workers = []
         for index in range(2):
-            worker = ServiceProcess(
+            worker, _ = ServiceProcess.started(
                 [sys.executable, "-m", "service.worker"],
                 env | {"TRANSCRIBE_TEMP_DIR": f"{env['TRANSCRIBE_TEMP_DIR']}w{index}"},
+                r"ready\.",
             )
-            worker.wait_for(r"ready\.")
             processes.append(worker)
             workers.append(worker)
         one, other = clients

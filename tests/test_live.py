@@ -35,7 +35,7 @@ from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine, written_after
 from tests.conftest import DATA, MODEL_CACHE, Fixture, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer
-from tests.helpers import error_details
+from tests.helpers import error_details, linear16
 from transcribe.v1 import transcribe_service_pb2 as pb
 
 CHUNK = 3200  # 100 ms of 16 kHz 16-bit mono
@@ -44,7 +44,7 @@ CHUNK = 3200  # 100 ms of 16 kHz 16-bit mono
 def pcm_of(name: str) -> bytes:
     """A fixture decoded to 16 kHz mono LINEAR16."""
     samples = decode_to_whisper_input(DATA / name)
-    return np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
+    return linear16(samples)
 
 
 def live_config(**fields: Any) -> pb.TranscribeLiveRequest:
@@ -471,7 +471,7 @@ async def live_finals(recognizer: RecordingRecognizer, samples: np.ndarray, tmp_
         retry_after_seconds=1.0,
     )
     options = LiveOptions(TranscriptionOptions(), LiveFormat.LINEAR16, RawPcmFormat(WHISPER_SAMPLE_RATE, 1))
-    pcm = np.clip(np.round(samples * 32767), -32768, 32767).astype("<i2").tobytes()
+    pcm = linear16(samples)
     try:
         async with live.session(options) as session:
             for offset in range(0, len(pcm), CHUNK):

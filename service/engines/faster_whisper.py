@@ -143,7 +143,7 @@ class FasterWhisperEngine:
         prompt = whisper.get_prompt(
             tokenizer, previous, without_timestamps=True, prefix=before.text if before is not None else None
         )
-        beams = 1 if request.quick else self._beam_size
+        beams = self._beams(request)
         forced = len(prompt) - len(plain)
         result = whisper.model.generate(
             whisper.encode(features),
@@ -168,12 +168,15 @@ class FasterWhisperEngine:
                 return self.transcribe_utterance(model, audio, alone)
         return (Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob)),)
 
+    def _beams(self, request: EngineRequest) -> int:
+        return 1 if request.quick else self._beam_size
+
     def _decoding(self, request: EngineRequest) -> dict[str, Any]:
         return {
             "language": request.language,
             "task": request.task.value,
-            "beam_size": 1 if request.quick else self._beam_size,
-            "best_of": 1 if request.quick else self._beam_size,
+            "beam_size": self._beams(request),
+            "best_of": self._beams(request),
             "initial_prompt": request.prompt or None,
             "word_timestamps": request.word_timestamps,
         }
