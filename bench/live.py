@@ -52,6 +52,8 @@ START_DELAY = 1.0
 SETTLE_SECONDS = 2.0
 PROBE_AFTER = 5.0
 """When, into a round at capacity, the stream beyond capacity is opened."""
+STAGGERS = (0.5, 1.7, 3.0)
+"""Rounds at capacity whose streams start apart: stream i starts i times this many seconds after the first."""
 CLIP_SECONDS = 60.0
 NOISE_SECONDS = 60.0
 NOISE_DBFS = -25.0
@@ -404,20 +406,23 @@ def level(
     streams: int,
     rounds: int,
     probe: bool,
+    stagger: float = 0.0,
 ) -> dict[str, Any]:
-    """`rounds` rounds of `streams` concurrent streams of the clip, all starting together; the server's CPU per round,
-    and in the first round (when `probe`) one more stream opened PROBE_AFTER seconds in, which must be refused."""
+    """`rounds` rounds of `streams` concurrent streams of the clip, all starting together (or stream i `stagger` x i
+    seconds after the first); the server's CPU per round, and in the first round (when `probe`) one more stream
+    opened PROBE_AFTER seconds in, which must be refused."""
     pcm = audio.pcm()
     analysed: list[dict[str, Any]] = []
     cpu: list[float] = []
     refusal: dict[str, Any] | None = None
+    apart = f", starting {stagger:g} s apart" if stagger else ""
     for index in range(rounds):
-        say(f"live: {streams} stream(s), round {index + 1}/{rounds}")
+        say(f"live: {streams} stream(s){apart}, round {index + 1}/{rounds}")
         time.sleep(SETTLE_SECONDS)
         before = cpu_seconds(server.pid)
         t0 = time.monotonic() + START_DELAY
         with ThreadPoolExecutor(max_workers=streams + 1) as pool:
-            futures = [pool.submit(stream, server.stub, pcm, t0) for _ in range(streams)]
+            futures = [pool.submit(stream, server.stub, pcm, t0 + i * stagger) for i in range(streams)]
             extra = pool.submit(beyond, server.stub, pcm, t0 + PROBE_AFTER) if probe and index == 0 else None
             runs = [future.result() for future in futures]
             if extra is not None:
@@ -439,12 +444,13 @@ def level(
                 say(f"live: a stream ended with {done['code']}: {done['details']}")
     result = summary(analysed, offline_wer)
     say(
-        f"live: {streams} stream(s): final p50 {result['final_p50']:.2f} s p95 {result['final_p95']:.2f} s, "
+        f"live: {streams} stream(s){apart}: final p50 {result['final_p50']:.2f} s p95 {result['final_p95']:.2f} s, "
         f"last final p95 {result['last_final_p95']:.2f} s, interim p50 {result['interim_p50']:.2f} s, "
         f"WER {result['wer']:.1%} (offline {offline_wer:.1%}), CPU {max(cpu):.2f} s per audio s"
     )
     return {
         "level": streams,
+        "stagger_seconds": stagger,
         "rounds": rounds,
         **result,
         "cpu_per_audio_second": cpu,
@@ -705,6 +711,19 @@ def run(
             )
             for streams, count in rounds.items()
         ]
+        staggered = [
+            level(
+                server,
+                clip,
+                ref,
+                offline_wer=offline_wer,
+                streams=defaults.live_max_sessions,
+                rounds=1,
+                probe=False,
+                stagger=seconds,
+            )
+            for seconds in STAGGERS
+        ]
         quiet = no_speech(server, noise_seconds)
         compared = accuracy(server, accuracy_recordings())
     kept = json.loads(keep_long.read_text())["result"]["long"] if keep_long is not None else None
@@ -714,6 +733,7 @@ def run(
         "settings": settings,
         "clip": {**_recording(clip), "offline_wer": offline_wer, "offline_text": ref.text},
         "levels": levels,
+        "staggered": staggered,
         "no_speech": quiet,
         "accuracy": compared,
         "long": long_run,
