@@ -54,6 +54,9 @@ PROBE_AFTER = 5.0
 """When, into a round at capacity, the stream beyond capacity is opened."""
 STAGGERS = (0.5, 1.7, 3.0)
 """Rounds at capacity whose streams start apart: stream i starts i times this many seconds after the first."""
+BEYOND_CAPACITY = (6, 8)
+"""Rounds of more streams than the default capacity, starting STAGGERS[1] s apart, in a server whose cap is raised
+to let them in: how many streams the cores hold."""
 CLIP_SECONDS = 60.0
 NOISE_SECONDS = 60.0
 NOISE_DBFS = -25.0
@@ -726,6 +729,21 @@ def run(
         ]
         quiet = no_speech(server, noise_seconds)
         compared = accuracy(server, accuracy_recordings())
+    with ServerProcess({"live_max_sessions": str(max(BEYOND_CAPACITY))}) as server:
+        warm_up(server, clip)
+        beyond_capacity = [
+            level(
+                server,
+                clip,
+                ref,
+                offline_wer=offline_wer,
+                streams=streams,
+                rounds=1,
+                probe=False,
+                stagger=STAGGERS[1],
+            )
+            for streams in BEYOND_CAPACITY
+        ]
     kept = json.loads(keep_long.read_text())["result"]["long"] if keep_long is not None else None
     long_run = kept if kept is not None else memory(long, clip)
     return {
@@ -734,6 +752,8 @@ def run(
         "clip": {**_recording(clip), "offline_wer": offline_wer, "offline_text": ref.text},
         "levels": levels,
         "staggered": staggered,
+        "beyond_capacity": beyond_capacity,
+        "beyond_capacity_max_sessions": max(BEYOND_CAPACITY),
         "no_speech": quiet,
         "accuracy": compared,
         "long": long_run,

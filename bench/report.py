@@ -414,6 +414,18 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
     return goals
 
 
+def _level_row(row: dict[str, Any], label: str) -> str:
+    cpu = row["cpu_per_audio_second"]
+    failed = row["streams"] - row["ok"]
+    return (
+        f"| {label} | {row['streams']}" + (f" ({failed} failed)" if failed else "") + f" | {row['finals']} | "
+        f"{_s(row['final_p50'])} / {_s(row['final_p95'])} | "
+        f"{_s(row['last_final_p50'])} / {_s(row['last_final_p95'])} | "
+        f"{_s(row['interim_p50'])} / {_s(row['interim_p95'])} | {_pct(row['wer'])} ({_pct(row['offline_wer'])}) | "
+        f"{sum(cpu) / len(cpu):.2f} | {row['send_late_max_seconds'] * 1000:.0f} ms |"
+    )
+
+
 def _held(row: dict[str, Any]) -> str:
     return f"{_s(row['final_p50'])}, {_s(row['last_final_p95'])}, {_s(row['interim_p50'])}"
 
@@ -476,19 +488,7 @@ def _live(data: dict[str, Any]) -> list[str]:
         "| interim p50 / p95 | WER (offline) | CPU-s per audio s | worst send lateness |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for row in [*data["levels"], *data.get("staggered", [])]:
-        cpu = row["cpu_per_audio_second"]
-        failed = row["streams"] - row["ok"]
-        apart = f", starting {row['stagger_seconds']:g} s apart" if row.get("stagger_seconds") else ""
-        lines.append(
-            f"| {row['level']}{apart} | {row['streams']}"
-            + (f" ({failed} failed)" if failed else "")
-            + f" | {row['finals']} | "
-            f"{_s(row['final_p50'])} / {_s(row['final_p95'])} | "
-            f"{_s(row['last_final_p50'])} / {_s(row['last_final_p95'])} | "
-            f"{_s(row['interim_p50'])} / {_s(row['interim_p95'])} | {_pct(row['wer'])} ({_pct(row['offline_wer'])}) | "
-            f"{sum(cpu) / len(cpu):.2f} | {row['send_late_max_seconds'] * 1000:.0f} ms |"
-        )
+    lines += [_level_row(row, str(row["level"])) for row in data["levels"]]
     for row in data["levels"]:
         refusal = row["refusal"]
         if refusal is not None:
@@ -503,6 +503,13 @@ def _live(data: dict[str, Any]) -> list[str]:
                 )
                 + f", {'with' if refusal['retry_info'] else 'without'} RetryInfo | - | - | - | - | - | - |"
             )
+    raised = data.get("beyond_capacity_max_sessions")
+    for row in data.get("staggered", []):
+        lines.append(_level_row(row, f"{row['level']}, starting {row['stagger_seconds']:g} s apart"))
+    for row in data.get("beyond_capacity", []):
+        lines.append(
+            _level_row(row, f"{row['level']}, starting {row['stagger_seconds']:g} s apart (cap raised to {raised})")
+        )
     refused = next((row["refusal"] for row in data["levels"] if row["refusal"] is not None), None)
     handler_ms = None if refused is None else refused.get("server_handler_ms")
     if refused is not None and handler_ms is not None and refused["seconds"] * 1000 > 10 * max(handler_ms, 1.0):
@@ -512,6 +519,19 @@ def _live(data: dict[str, Any]) -> list[str]:
             f"sending, as a live client is, only after {refused['seconds'] * 1000:.0f} ms: the server reads and drops "
             "what a refused stream still sends before it sends the status (its lingering close, `Linger` in "
             "service/faces/grpc/interceptors.py); a client that half-closes sees it at once.",
+        ]
+    beyond = data.get("beyond_capacity", [])
+    if beyond:
+        held = [row for row in beyond if _holds(row)]
+        lines += [
+            "",
+            f"**The most streams measured.** In a server whose cap was raised to {raised}, "
+            + "; ".join(
+                f"{row['level']} streams starting {row['stagger_seconds']:g} s apart "
+                f"{'held' if _holds(row) else 'did not hold'} those latencies ({_held(row)})"
+                for row in beyond
+            )
+            + (f". The most that held: {max(row['level'] for row in held)}." if held else ". None of them held."),
         ]
     if data.get("accuracy"):
         tries = len(_errors(data["accuracy"][0], "errors"))
