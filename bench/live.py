@@ -702,6 +702,12 @@ def run(
         clip_words = words(clip.text)
         offline_wer = edit_distance(clip_words, words(ref.text)) / len(clip_words)
         say(f"live: offline WER on the clip {offline_wer:.1%}")
+
+        def apart(on: ServerProcess, streams: int, seconds: float) -> dict[str, Any]:
+            return level(
+                on, clip, ref, offline_wer=offline_wer, streams=streams, rounds=1, probe=False, stagger=seconds
+            )
+
         levels = [
             level(
                 server,
@@ -714,36 +720,12 @@ def run(
             )
             for streams, count in rounds.items()
         ]
-        staggered = [
-            level(
-                server,
-                clip,
-                ref,
-                offline_wer=offline_wer,
-                streams=defaults.live_max_sessions,
-                rounds=1,
-                probe=False,
-                stagger=seconds,
-            )
-            for seconds in STAGGERS
-        ]
+        staggered = [apart(server, defaults.live_max_sessions, seconds) for seconds in STAGGERS]
         quiet = no_speech(server, noise_seconds)
         compared = accuracy(server, accuracy_recordings())
     with ServerProcess({"live_max_sessions": str(max(BEYOND_CAPACITY))}) as server:
         warm_up(server, clip)
-        beyond_capacity = [
-            level(
-                server,
-                clip,
-                ref,
-                offline_wer=offline_wer,
-                streams=streams,
-                rounds=1,
-                probe=False,
-                stagger=STAGGERS[1],
-            )
-            for streams in BEYOND_CAPACITY
-        ]
+        beyond_capacity = [apart(server, streams, STAGGERS[1]) for streams in BEYOND_CAPACITY]
     kept = json.loads(keep_long.read_text())["result"]["long"] if keep_long is not None else None
     long_run = kept if kept is not None else memory(long, clip)
     return {
