@@ -49,6 +49,7 @@ class FakeLive:
     calls: list[LiveCall] = field(default_factory=list)
     fail_after: int | None = None
     hold: bool = False
+    started: threading.Event = field(default_factory=threading.Event)
     ended: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def transcribe_live(
@@ -58,6 +59,7 @@ class FakeLive:
         assert first.WhichOneof("streaming_request") == "live_config"
         call = LiveCall(first.live_config, dict(context.invocation_metadata()), context.time_remaining())
         self.calls.append(call)
+        self.started.set()
         try:
             async for response in self._respond(first.live_config, call, requests, context):
                 yield response
@@ -243,10 +245,13 @@ async def test_server_errors_raise_transcribe_error_after_the_earlier_responses(
         assert caught.value.exit_code == 67
 
 
-def failing_chunks() -> Iterator[bytes]:
-    """Two chunks, then a read error."""
+def failing_chunks(handled: threading.Event | None = None) -> Iterator[bytes]:
+    """Two chunks, then a read error (once the server handles the call, when `handled` is given: a call cancelled
+    before that never reaches the server's handler)."""
     yield CHUNKS[0]
     yield CHUNKS[1]
+    if handled is not None:
+        handled.wait(WAIT)
     raise OSError(5, "Input/output error")
 
 
@@ -260,7 +265,7 @@ async def test_sync_source_error_cancels_the_call_quietly(
         TranscribeClient(fake_live.address) as client,
         pytest.raises(OSError, match="Input/output error"),
     ):
-        await asyncio.to_thread(lambda: list(client.live(failing_chunks())))
+        await asyncio.to_thread(lambda: list(client.live(failing_chunks(fake_live.started))))
     await asyncio.wait_for(fake_live.ended.wait(), WAIT)
     assert fake_live.calls[0].cancelled is True
     assert not [record for record in caplog.records if record.name.startswith("grpc")]
