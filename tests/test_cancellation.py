@@ -12,17 +12,21 @@ import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 
+import service.core.transcriber as transcriber_module
+from service.audio.probe import probe
 from service.audio.store import Upload, UploadStore
 from service.backends.local import LocalBackend
-from service.domain import BackendKind, Segment, SpokenBefore
+from service.domain import AudioInfo, BackendKind, Segment, SpokenBefore
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine, FasterWhisperModel
+from service.threads import Stopped
 from tests.conftest import DATA, MODEL_CACHE, REPO, RunningServer, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer, Fault
 from tests.helpers import assert_has_words
@@ -113,6 +117,52 @@ async def test_a_cancelled_upload_frees_its_slot_and_is_never_transcribed(
         await settle(server.transcriber)  # so that a failure below leaves nothing running for the teardown
         assert backend.calls == [], "a cancelled upload reached the backend"
         assert late is None, late
+
+
+async def test_a_cancel_while_the_upload_is_probed_stops_the_probe_and_leaves_no_file(
+    start_server: StartServer, local_backend: LocalBackend[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call cancelled while its finished upload is being probed: the probe ends early, its files go, no transcription.
+
+    Probing runs in a thread, which a cancel cannot interrupt; the call waits for it, so nothing the probe writes
+    (here the Whisper input) appears on disk after the call deleted its files."""
+    backend = RecordingBackend(local_backend)
+    server = await start_server(backends={LOCAL: backend})
+    entered, release = threading.Event(), threading.Event()
+    outcome: list[type[BaseException] | None] = []
+
+    def held_probe(path: Path, max_seconds: float, whisper_input: Path, stop: threading.Event) -> AudioInfo:
+        entered.set()
+        release.wait(60)
+        try:
+            info = probe(path, max_seconds, whisper_input, stop)
+        except BaseException as error:
+            outcome.append(type(error))
+            raise
+        outcome.append(None)
+        return info
+
+    monkeypatch.setattr(transcriber_module, "probe", held_probe)
+    call = server.stub.TranscribeStream(
+        iter(
+            [
+                pb.TranscribeStreamRequest(config=PCM_MONO_16K),
+                pb.TranscribeStreamRequest(audio_content=speech_pcm().tobytes()),
+            ]
+        )
+    )
+    try:
+        assert await asyncio.to_thread(entered.wait, 60), "the upload was never probed"
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        release.set()
+    late = await late_release(server, LOCAL)
+    await settle(server.transcriber)
+    assert outcome == [Stopped], "the probe decoded on after the cancel"
+    assert backend.calls == []
+    assert late is None, late
 
 
 # -- (b) the API backend: a deadline or a cancel during the upstream call ------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 import wave
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import av.error
 from service.audio.decode import WhisperInputWriter
 from service.domain import AudioInfo, RawPcmFormat
 from service.errors import AudioTooLong, EmptyAudio, TruncatedAudio, UndecodableAudio
+from service.threads import Stopped
 
 # Container names as PyAV reports them, mapped to the file extension the file is given.
 _EXTENSIONS = {
@@ -37,11 +39,13 @@ _TRUNCATION_TOLERANCE_SECONDS = 0.5
 _TRUNCATION_TOLERANCE_RATIO = 0.02
 
 
-def probe(path: Path, max_seconds: float, whisper_input: Path | None = None) -> AudioInfo:
+def probe(
+    path: Path, max_seconds: float, whisper_input: Path | None = None, stop: threading.Event | None = None
+) -> AudioInfo:
     """Decode the whole first audio stream once; raise the domain error that describes what is wrong.
 
     With `whisper_input`, the decoded audio is also written there as Whisper's input (see WhisperInputWriter),
-    so a local backend need not decode the file a second time.
+    so a local backend need not decode the file a second time. Once `stop` is set, the decoding ends with Stopped.
     """
     size = path.stat().st_size
     if size == 0:
@@ -73,7 +77,7 @@ def probe(path: Path, max_seconds: float, whisper_input: Path | None = None) -> 
             _check_ogg_last_page(path, size)
         writer = WhisperInputWriter(whisper_input) if whisper_input is not None else None
         try:
-            decoded = _decoded_seconds(container, stream, max_seconds, writer)
+            decoded = _decoded_seconds(container, stream, max_seconds, writer, stop)
         finally:
             if writer is not None:
                 writer.close()
@@ -156,11 +160,14 @@ def _decoded_seconds(
     stream: av.AudioStream,
     max_seconds: float,
     writer: WhisperInputWriter | None,
+    stop: threading.Event | None,
 ) -> float:
     samples = 0
     rate = 0
     try:
         for frame in container.decode(stream):
+            if stop is not None and stop.is_set():
+                raise Stopped
             rate = frame.sample_rate or rate
             samples += frame.samples
             if rate and samples / rate > max_seconds:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import logging
@@ -13,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 from service.errors import AudioTooLarge
+from service.threads import ignoring_stop, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Upload:
         self.size += len(chunk)
         if len(chunk) >= _FLUSH_BYTES:
             await self._flush()
-            await asyncio.to_thread(_write_all, self._require_fd(), chunk)
+            await in_thread(ignoring_stop(_write_all, self._require_fd(), chunk))
             return
         self._buffer += chunk
         if len(self._buffer) >= _FLUSH_BYTES:
@@ -136,7 +136,7 @@ class Upload:
             return
         data = bytes(self._buffer)
         self._buffer.clear()
-        await asyncio.to_thread(_write_all, self._fd, data)
+        await in_thread(ignoring_stop(_write_all, self._fd, data))
 
     def rename(self, extension: str) -> Path:
         """Give the finished file the extension of its detected container."""

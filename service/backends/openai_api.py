@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +45,7 @@ from service.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
+from service.threads import ignoring_stop, in_thread
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -197,16 +199,12 @@ class OpenAIBackend:
     @contextlib.asynccontextmanager
     async def _derived_file(self, dst: Path, write: Callable[..., None], *args: object) -> AsyncIterator[Path]:
         """`write(*args, dst)` run on the pool; the file is deleted on leaving, even when that happens mid-write."""
-        work = self._executor.submit(write, *args, dst)
         try:
-            await asyncio.wrap_future(work)
+            await in_thread(ignoring_stop(write, *args, dst), self._executor)
             yield dst
         finally:
-            work.cancel()
-            work.add_done_callback(lambda _: dst.unlink(missing_ok=True))
-            if not work.done():
-                # A write already running cannot be stopped; wait so the file is gone when the call ends.
-                await asyncio.wait([asyncio.wrap_future(work)])
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(dst)
 
     def _client_within(self, deadline: float | None) -> openai.AsyncOpenAI:
         """The client with each attempt's timeout cut to the caller's remaining deadline."""

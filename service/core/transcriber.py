@@ -11,7 +11,7 @@ import re
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Generic, ParamSpec, TypeVar
+from typing import Generic, TypeVar
 
 from service.audio.probe import probe, wrap_pcm_as_wav
 from service.audio.store import Upload, UploadStore
@@ -20,6 +20,7 @@ from service.core.admission import AdmissionGate
 from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 from service.errors import BackendNotConfigured, EmptyAudio, FieldViolation, InvalidConfig, StreamIdle
 from service.memory import release_free_memory
+from service.threads import ignoring_stop, in_thread
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ _LANGUAGE_TAG = re.compile(r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
 _MAX_PROMPT_CHARS = 4000
 _MAX_MODEL_CHARS = 256
 
-P = ParamSpec("P")
 R = TypeVar("R")
 
 
@@ -167,17 +167,13 @@ class Transcriber:
         path = upload.path
         if options.raw_pcm is not None:
             path = upload.sibling("wav")
-            await self._run_in_pool(wrap_pcm_as_wav, upload.path, path, options.raw_pcm)
+            await in_thread(ignoring_stop(wrap_pcm_as_wav, upload.path, path, options.raw_pcm), self._probe_pool)
         whisper_input = upload.sibling("s16")
-        info = await self._run_in_pool(probe, path, self._max_seconds, whisper_input)
+        info = await in_thread(functools.partial(probe, path, self._max_seconds, whisper_input), self._probe_pool)
         if path == upload.path:
             path = upload.rename(info.extension)
         log.debug("probed upload: %s", info)
         return AudioFile(path=str(path), info=info, whisper_input=str(whisper_input))
-
-    async def _run_in_pool(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._probe_pool, functools.partial(fn, *args, **kwargs))
 
 
 async def one_chunk(content: bytes) -> AsyncIterator[bytes]:

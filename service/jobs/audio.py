@@ -11,6 +11,7 @@ from pathlib import Path
 
 from service.audio.store import Upload
 from service.errors import EmptyAudio
+from service.threads import ignoring_stop, in_thread
 
 _CHUNK_BYTES = 1024 * 1024
 _PARTIAL_UPLOAD_MAX_AGE_SECONDS = 3600.0
@@ -46,7 +47,11 @@ class JobAudio:
             if upload.size == 0:
                 raise EmptyAudio("the request carries no audio bytes")
             name = f"{job_id}.audio"
-            await asyncio.to_thread(_sync_and_rename, upload.path, self.folder / name)
+            try:
+                await in_thread(ignoring_stop(_sync_and_rename, upload.path, self.folder / name))
+            except asyncio.CancelledError:
+                self.remove(name)
+                raise
             return name
         finally:
             upload.discard()
