@@ -1,4 +1,5 @@
-"""Blocking work in a thread that a cancelled caller still waits for, because the work owns files the caller deletes."""
+"""Work that a cancelled caller still waits for: blocking work in a thread that owns files the caller deletes, and
+steps that must end as a unit."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from typing import Any, ParamSpec, TypeVar
 
@@ -46,10 +47,27 @@ async def in_thread(fn: Callable[[threading.Event], R], executor: Executor | Non
             stop.set()
             wait = started
         running.add_done_callback(_retrieve)
-        while wait and not running.done():
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait([running])
+        if wait:
+            await _outlast(running)
         raise
+
+
+async def to_the_end(step: Awaitable[R]) -> R:
+    """Await `step` to its end even when the caller is cancelled meanwhile, then let the cancellation go on: for
+    steps that leave things inconsistent when cut in the middle."""
+    running = asyncio.ensure_future(step)
+    try:
+        return await asyncio.shield(running)
+    except asyncio.CancelledError:
+        running.add_done_callback(_retrieve)
+        await _outlast(running)
+        raise
+
+
+async def _outlast(running: asyncio.Future[Any]) -> None:
+    while not running.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([running])
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

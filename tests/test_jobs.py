@@ -15,6 +15,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from service.jobs.audio import JobAudio
+from service.jobs.model import Job
 from tests.conftest import DATA, Fixture, RunningServer, StartServer
 from tests.fakes.file_server import FileServer
 from tests.helpers import assert_has_words, error_details
@@ -367,3 +368,42 @@ async def test_an_upload_cancelled_midway_never_becomes_a_job(start_server: Star
     assert server.jobs.audio.names() == []
     listed = await server.operations.ListOperations(lro.ListOperationsRequest())
     assert list(listed.operations) == []
+
+
+async def test_a_submission_cancelled_while_its_job_is_stored_leaves_a_whole_job(
+    start_server: StartServer, spoken: dict[str, Fixture], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client that cancels while the server writes its job's record does not leave half a job: the job is stored
+    with its audio and runs to a transcript (the cancel came after the whole recording had arrived)."""
+    server = await start_server()
+    store = server.jobs.store
+    adding, release = asyncio.Event(), asyncio.Event()
+    add = store.add
+
+    async def held_add(job: Job, max_queued: int) -> None:
+        adding.set()
+        await release.wait()
+        await add(job, max_queued)
+
+    monkeypatch.setattr(store, "add", held_add)
+    call = server.stub.SubmitTranscription(pb.SubmitTranscriptionRequest(content=spoken[WAV].path.read_bytes()))
+    try:
+        await asyncio.wait_for(adding.wait(), 60)
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        release.set()
+    listed: lro.ListOperationsResponse | None = None
+    for _ in range(600):
+        listed = await server.operations.ListOperations(lro.ListOperationsRequest())
+        if listed.operations:
+            break
+        await asyncio.sleep(0.05)
+    assert listed is not None
+    assert len(listed.operations) == 1, "the job was not stored"
+    done = await wait_done(server, listed.operations[0].name)
+    response = pb.SubmitTranscriptionResponse()
+    assert done.response.Unpack(response), done.error
+    assert_has_words(response.transcript.text, spoken[WAV].expected_words)
+    assert server.jobs.audio.names() == []

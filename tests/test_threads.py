@@ -1,4 +1,4 @@
-"""in_thread: a cancelled caller waits for its running thread work to end, and queued work never runs."""
+"""in_thread and to_the_end: a cancelled caller waits for its running work to end, and queued work never runs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from service.threads import Stopped, ignoring_stop, in_thread
+from service.threads import Stopped, ignoring_stop, in_thread, to_the_end
 
 WAIT = 30.0
 
@@ -102,3 +102,24 @@ async def test_queued_work_of_a_cancelled_caller_never_runs(one_thread: ThreadPo
     await blocker
     await asyncio.get_running_loop().run_in_executor(one_thread, ran.append, "a later job")
     assert ran == ["a later job"]
+
+
+async def test_a_step_run_to_the_end_outlives_its_callers_cancel() -> None:
+    """to_the_end: the caller's cancel neither cuts the step short nor comes back before the step has ended."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    done: list[str] = []
+
+    async def step() -> None:
+        entered.set()
+        await release.wait()
+        done.append("the step ended")
+
+    task = asyncio.create_task(to_the_end(step()))
+    await entered.wait()
+    task.cancel()
+    await asyncio.sleep(0)
+    assert not task.done(), "the cancel came back before the step ended"
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert done == ["the step ended"]

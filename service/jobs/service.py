@@ -18,6 +18,7 @@ from service.jobs.audio import JobAudio
 from service.jobs.model import Job, JobState, request_cancel, requeue
 from service.jobs.runner import Leases
 from service.jobs.store import Cursor, JobStore
+from service.threads import to_the_end
 
 log = logging.getLogger(__name__)
 
@@ -116,14 +117,19 @@ class JobService:
             uri=uri,
             shown_uri="" if uri is None else redact_uri(uri),
         )
+        # A caller cancelled from here on may or may not learn of its job, but the job is whole: stored with its
+        # audio and dispatched, or neither.
+        await to_the_end(self._enqueue(job))
+        return job
+
+    async def _enqueue(self, job: Job) -> None:
         try:
             await self.store.add(job, self._max_queued)
         except BaseException:
-            self.audio.remove(name)
+            self.audio.remove(job.audio)
             raise
         await self._dispatcher.dispatch(job.id)
         log.info("job %s: queued", job.id)
-        return job
 
     async def get(self, job_id: str) -> Job:
         """The job; JobNotFound when there is none."""
