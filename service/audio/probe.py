@@ -194,8 +194,8 @@ def _extension(name: str, codec: str, container: av.container.InputContainer) ->
     return name.split(",", maxsplit=1)[0].replace("_", "")
 
 
-def wrap_pcm_as_wav(raw: Path, wav_path: Path, fmt: RawPcmFormat) -> None:
-    """Copy headerless 16-bit PCM into a WAV file so every later step sees a container."""
+def wrap_pcm_as_wav(raw: Path, wav_path: Path, fmt: RawPcmFormat, stop: threading.Event | None = None) -> None:
+    """Copy headerless 16-bit PCM into a WAV file so every later step sees a container; Stopped once `stop` is set."""
     frame_bytes = 2 * fmt.channels
     size = raw.stat().st_size
     if size == 0:
@@ -210,4 +210,6 @@ def wrap_pcm_as_wav(raw: Path, wav_path: Path, fmt: RawPcmFormat) -> None:
         wav.setsampwidth(2)
         wav.setframerate(fmt.sample_rate_hz)
         while block := src.read(1024 * 1024):
+            if stop is not None and stop.is_set():
+                raise Stopped
             wav.writeframesraw(block)

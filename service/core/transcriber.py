@@ -20,7 +20,7 @@ from service.core.admission import AdmissionGate
 from service.domain import AudioFile, BackendKind, ModelDescription, Progress, Transcript, TranscriptionOptions
 from service.errors import BackendNotConfigured, EmptyAudio, FieldViolation, InvalidConfig, StreamIdle
 from service.memory import release_free_memory
-from service.threads import ignoring_stop, in_thread
+from service.threads import in_thread
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Transcriber:
         path = upload.path
         if options.raw_pcm is not None:
             path = upload.sibling("wav")
-            await in_thread(ignoring_stop(wrap_pcm_as_wav, upload.path, path, options.raw_pcm), self._probe_pool)
+            await in_thread(functools.partial(wrap_pcm_as_wav, upload.path, path, options.raw_pcm), self._probe_pool)
         whisper_input = upload.sibling("s16")
         info = await in_thread(functools.partial(probe, path, self._max_seconds, whisper_input), self._probe_pool)
         if path == upload.path:
