@@ -46,7 +46,7 @@ async def in_thread(fn: Callable[[threading.Event], R], executor: Executor | Non
         with lock:
             stop.set()
             wait = started
-        running.add_done_callback(_retrieve)
+        running.add_done_callback(drop_outcome)
         if wait:
             await _outlast(running)
         raise
@@ -59,7 +59,7 @@ async def to_the_end(step: Awaitable[R]) -> R:
     try:
         return await asyncio.shield(running)
     except asyncio.CancelledError:
-        running.add_done_callback(_retrieve)
+        running.add_done_callback(drop_outcome)
         await _outlast(running)
         raise
 
@@ -70,9 +70,11 @@ async def _outlast(running: asyncio.Future[Any]) -> None:
             await asyncio.wait([running])
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
+def drop_outcome(future: asyncio.Future[Any]) -> None:
+    """Mark the outcome of work whose caller is gone as seen (its error, if any, matters to no one), so that asyncio
+    does not log it."""
     if not future.cancelled():
-        future.exception()  # of no use to a caller that is gone; retrieved so that asyncio does not log it
+        future.exception()
 
 
 def ignoring_stop(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Callable[[threading.Event], R]:

@@ -44,6 +44,7 @@ from service.errors import (
     SpeechStartTimeout,
     TranscribeError,
 )
+from service.threads import drop_outcome
 
 log = logging.getLogger(__name__)
 Samples = npt.NDArray[np.float32]
@@ -485,7 +486,7 @@ class LiveSession:
         task = asyncio.get_running_loop().create_task(
             self._recognize(samples, interim=False, prompt=self._history, before=before)
         )
-        task.add_done_callback(_retrieve)
+        task.add_done_callback(drop_outcome)
         self._speculation = _Speculation(pause.start, pause.pause_start, before, task)
 
     def _maybe_interim(self) -> None:
@@ -587,12 +588,6 @@ class _Speculation:
     pause_start: float
     before: SpokenBefore | None
     task: asyncio.Task[tuple[Segment, ...]]
-
-
-def _retrieve(task: asyncio.Task[tuple[Segment, ...]]) -> None:
-    """Mark the outcome of a dropped speculative decode as seen (its error, if any, matters to no one)."""
-    if not task.cancelled():
-        task.exception()
 
 
 class ScratchPaths(Protocol):
