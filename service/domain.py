@@ -166,10 +166,22 @@ class SpokenBefore:
 
     samples: npt.NDArray[np.float32]
     text: str
+    language: str = ""
+    """The language that text is in, when known."""
 
     def after(self, prompt: str) -> str:
         """A prompt that ends with this text, for a recognizer that decodes the utterance alone."""
         return f"{prompt} {self.text}".strip()
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What a recognizer heard in one utterance of a live stream: its segments and their language."""
+
+    segments: tuple[Segment, ...]
+    language: str = ""
+    language_probability: float = 1.0
+    """How sure the detection of the language was; 1 when the language was given."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +194,7 @@ class LiveResult:
     end: float
     stability: float = 0.0
     words: tuple[Word, ...] = ()
+    language: str = ""
 
 
 class VoiceActivity(enum.Enum):

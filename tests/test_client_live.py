@@ -334,3 +334,11 @@ def test_live_config_for_containers_and_bad_values() -> None:
         live_config(speech_end_timeout=-1)
     with TranscribeClient("127.0.0.1:1") as client, pytest.raises(ValueError, match="timeout"):
         client.live([], timeout=0)
+
+
+def test_live_to_dict_gives_the_language_when_the_result_has_one() -> None:
+    """A result's language_code is kept when set and left out when empty, as the CLI's JSON lines show."""
+    result = pb.LiveResult(text="Bonjour.", is_final=True, language_code="fr")
+    assert live_to_dict(pb.TranscribeLiveResponse(results=[result]))["results"][0]["language_code"] == "fr"
+    result.language_code = ""
+    assert "language_code" not in live_to_dict(pb.TranscribeLiveResponse(results=[result]))["results"][0]

@@ -25,7 +25,7 @@ from service.domain import (
     LiveOptions,
     LiveResult,
     RawPcmFormat,
-    Segment,
+    Recognition,
     SpokenBefore,
     Task,
     TranscriptionOptions,
@@ -94,6 +94,7 @@ async def test_finals_cover_the_whole_text_once_in_order(start_server: StartServ
     assert received[0].model == "tiny.en"
     results = finals(received)
     assert len(results) >= 3, "a minute of speech with pauses is several utterances"
+    assert {result.language_code for result in results} == {"en"}
     got, expected = words(" ".join(r.text for r in results)), words(fixture.text)
     matcher = difflib.SequenceMatcher(a=expected, b=got, autojunk=False)
     changes = [(tag, expected[i1:i2], got[j1:j2]) for tag, i1, i2, j1, j2 in matcher.get_opcodes() if tag != "equal"]
@@ -183,6 +184,47 @@ async def test_container_streams_are_decoded_as_they_arrive(
     data = (DATA / name).read_bytes()
     results = finals(await responses(server.stub.TranscribeLive(stream(config, data, chunk=1000))))
     assert "fox" in " ".join(r.text for r in results).lower()
+
+
+async def test_a_stream_without_a_language_is_recognized_in_the_one_detected_on_its_speech(
+    start_server: StartServer,
+) -> None:
+    """With no language given, the multilingual model detects it on the speech heard so far. speech_fr.wav opens
+    with "Bonjour." alone, too short to tell its language (alone it is detected as Japanese and comes back as a
+    Japanese phrase): it waits for the next utterance, and the stream's one final is the French text, marked fr."""
+    server = await start_server()
+    config = live_config(config=pb.TranscriptionConfig(model="base"))
+    results = finals(await responses(server.stub.TranscribeLive(stream(config, pcm_of("speech_fr.wav")))))
+    assert [result.language_code for result in results] == ["fr"] * len(results)
+    assert seconds(results[0].start_offset) == 0.0
+    text = " ".join(result.text for result in results).lower()
+    assert {"bonjour", "marie", "paris", "famille"} <= set(re.findall(r"\w+", text)), text
+
+
+async def test_a_short_utterance_still_waiting_for_its_language_is_sent_when_the_stream_ends(
+    start_server: StartServer,
+) -> None:
+    """A stream whose only speech is too short to tell its language still gets that speech as a final at its end."""
+    server = await start_server()
+    samples = decode_to_whisper_input(DATA / "speech_fr.wav")
+    greeting = np.concatenate([samples[: round(0.9 * WHISPER_SAMPLE_RATE)], np.zeros(WHISPER_SAMPLE_RATE, np.float32)])
+    config = live_config(config=pb.TranscriptionConfig(model="base"))
+    results = finals(await responses(server.stub.TranscribeLive(stream(config, linear16(greeting)))))
+    assert len(results) == 1
+    assert results[0].text
+    assert results[0].language_code
+    assert seconds(results[0].start_offset) == 0.0
+
+
+async def test_a_given_language_is_the_language_of_every_result(start_server: StartServer) -> None:
+    """The language the config gives (a BCP-47 tag) is reported as its primary subtag on interims and finals."""
+    server = await start_server()
+    config = live_config(config=pb.TranscriptionConfig(model="base", language_code="es-MX"), interim_results=True)
+    received = await responses(server.stub.TranscribeLive(stream(config, pcm_of("speech_es.wav"))))
+    results = [result for response in received for result in response.results]
+    assert [result.language_code for result in results] == ["es"] * len(results)
+    text = " ".join(result.text for result in finals(received)).lower()
+    assert {"buenos", "carlos", "familia"} <= set(re.findall(r"\w+", text)), text
 
 
 async def test_the_api_backend_gives_finals_per_utterance(
@@ -448,14 +490,14 @@ class RecordingRecognizer:
         prompt: str,
         scratch: Path,
         before: SpokenBefore | None = None,
-    ) -> tuple[Segment, ...]:
+    ) -> Recognition:
         """Recognize with the real backend; finals are noted once they are done."""
-        segments = await self.inner.recognize(
+        recognition = await self.inner.recognize(
             samples, options, interim=interim, prompt=prompt, scratch=scratch, before=before
         )
         if not interim:
-            self.finals.append((len(samples) / WHISPER_SAMPLE_RATE, " ".join(s.text for s in segments)))
-        return segments
+            self.finals.append((len(samples) / WHISPER_SAMPLE_RATE, " ".join(s.text for s in recognition.segments)))
+        return recognition
 
 
 async def live_finals(recognizer: RecordingRecognizer, samples: np.ndarray, tmp_path: Path) -> list[LiveResult]:

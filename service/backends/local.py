@@ -24,6 +24,7 @@ from service.domain import (
     BackendKind,
     ModelDescription,
     Progress,
+    Recognition,
     Segment,
     SpokenBefore,
     Task,
@@ -43,6 +44,7 @@ R = TypeVar("R")
 
 CLIP_SECONDS = 30.0
 """Whisper's window: the longest clip an engine is given."""
+_DETECTION_SAMPLES = round(CLIP_SECONDS * WHISPER_SAMPLE_RATE)
 
 
 class LocalBackend(Generic[ModelT]):
@@ -264,7 +266,7 @@ class LocalBackend(Generic[ModelT]):
         prompt: str,
         scratch: Path,
         before: SpokenBefore | None = None,
-    ) -> tuple[Segment, ...]:
+    ) -> Recognition:
         """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals.
         After a final the worker gives the heap's free pages back, so a long stream's memory stays flat."""
         spec, request = self._engine_request(options, prompt, interim=interim)
@@ -276,9 +278,20 @@ class LocalBackend(Generic[ModelT]):
 
     def _recognize_sync(
         self, name: str, samples: Samples, request: EngineRequest, before: SpokenBefore | None
-    ) -> tuple[Segment, ...]:
+    ) -> Recognition:
+        """A language not known yet is detected on the utterance and the speech before it, the last 30 s of them, as
+        an offline transcription detects on its first 30 s. The speech before is heard as context only when its text
+        is in the utterance's language."""
+        probability = 1.0
         with self.pool.using(name) as model:
-            return self._engine.transcribe_utterance(model, samples, request, before)
+            if request.language is None:
+                heard = samples if before is None else np.concatenate([before.samples, samples])
+                language, probability = self._engine.detect_language(model, heard[-_DETECTION_SAMPLES:])
+                request = replace(request, language=language)
+            if before is not None and before.language not in ("", request.language):
+                before = None
+            segments = self._engine.transcribe_utterance(model, samples, request, before)
+        return Recognition(segments, request.language or "", probability)
 
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""

@@ -25,6 +25,7 @@ from service.domain import (
     BackendKind,
     ModelDescription,
     Progress,
+    Recognition,
     Segment,
     SpokenBefore,
     Task,
@@ -254,7 +255,7 @@ class OpenAIBackend:
         prompt: str,
         scratch: Path,
         before: SpokenBefore | None = None,
-    ) -> tuple[Segment, ...]:
+    ) -> Recognition:
         """One utterance of a live stream sent to the API as a small FLAC file (final results only), the text of the
         speech before it as the prompt."""
         if before is not None:
@@ -265,8 +266,8 @@ class OpenAIBackend:
         seconds = len(samples) / WHISPER_SAMPLE_RATE
         transcript = _transcript(raw, model, seconds, options)
         if transcript.segments or not transcript.text:
-            return transcript.segments
-        return (Segment(start=0.0, end=seconds, text=transcript.text),)
+            return Recognition(transcript.segments, transcript.language)
+        return Recognition((Segment(start=0.0, end=seconds, text=transcript.text),), transcript.language)
 
     def models(self) -> list[ModelDescription]:
         """The default model; the API serves others by name."""

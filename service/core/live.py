@@ -28,6 +28,7 @@ from service.domain import (
     LiveFormat,
     LiveOptions,
     LiveResult,
+    Recognition,
     Segment,
     SpokenBefore,
     TranscriptionOptions,
@@ -64,6 +65,10 @@ _SPECULATE_AFTER_SECONDS = 0.15
 # Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.
 _LONG_UTTERANCE_SECONDS = 8.0
 _SHORT_PAUSE_SECONDS = 0.25
+# Without a language in the config, a stream keeps the language of the first final detected on this much speech;
+# a shorter utterance whose language is detected with less than this probability waits for the next one.
+_LANGUAGE_SETTLES_SECONDS = 10.0
+_SURE_OF_LANGUAGE = 0.5
 
 
 @runtime_checkable
@@ -87,10 +92,11 @@ class LiveRecognizer(Protocol):
         prompt: str,
         scratch: Path,
         before: SpokenBefore | None = None,
-    ) -> tuple[Segment, ...]:
-        """The segments of up to 30 s of speech (times from the start of `samples`); `scratch` is a free file path
-        the backend may write and must delete. Interim recognition trades accuracy for speed. `before` is the speech
-        just before, whose text follows `prompt`: the backend hears it as context or takes its text as prompt."""
+    ) -> Recognition:
+        """The segments of up to 30 s of speech (times from the start of `samples`) and their language, detected on
+        `samples` and `before` when the options have none; `scratch` is a free file path the backend may write and
+        must delete. Interim recognition trades accuracy for speed. `before` is the speech just before, whose text
+        follows `prompt`: the backend hears it as context or takes its text as prompt."""
         ...
 
 
@@ -115,6 +121,14 @@ class _Utterance:
     speech_ended: bool
     pause_start: float | None
     """Where the pause that closed it began, if a pause did."""
+
+    def joined(self, start: float, samples: Samples) -> Samples | None:
+        """This utterance's audio, the silence after it and that of a later utterance starting at `start`, if
+        they fit in one window."""
+        if start + len(samples) / WHISPER_SAMPLE_RATE - self.start > _WINDOW_SECONDS:
+            return None
+        gap = np.zeros(max(0, round((start - self.end) * WHISPER_SAMPLE_RATE)), dtype=np.float32)
+        return np.concatenate([self.samples, gap, samples])
 
 
 @dataclass(frozen=True)
@@ -340,6 +354,10 @@ class LiveSession:
         self._incoming: asyncio.Queue[Samples | None] = asyncio.Queue()
         self._history = options.transcription.prompt
         self._spoken: deque[tuple[Samples, str]] = deque()
+        self._spoken_language = ""
+        self._language = options.transcription.language
+        self._heard_language: str | None = None
+        self._held: _Decoded | None = None
         self._interim_at = 0.0
         self._interim: asyncio.Task[None] | None = None
         self._last_interim: list[str] = []
@@ -481,13 +499,17 @@ class LiveSession:
             or not self._finals.empty()
         ):
             return
-        samples = current[1]
+        samples: Samples | None = current[1]
+        if self._held is not None:
+            samples = self._held.utterance.joined(*current)
+        if samples is None:
+            return
         before = self._before(samples)
         task = asyncio.get_running_loop().create_task(
             self._recognize(samples, interim=False, prompt=self._history, before=before)
         )
         task.add_done_callback(drop_outcome)
-        self._speculation = _Speculation(pause.start, pause.pause_start, before, task)
+        self._speculation = _Speculation(pause.start, pause.pause_start, before, task, self._held)
 
     def _maybe_interim(self) -> None:
         if (
@@ -508,11 +530,11 @@ class LiveSession:
 
     async def _recognize_interim(self, start: float, samples: Samples) -> None:
         try:
-            segments = await self._recognize(samples, interim=True, prompt=self._interim_prompt(), before=None)
+            recognition = await self._recognize(samples, interim=True, prompt=self._interim_prompt(), before=None)
         except TranscribeError as error:
             self._fail(error)
             return
-        text = _text(segments)
+        text = _text(recognition.segments)
         if not text or not self._finals.empty():
             return
         words = text.split()
@@ -524,33 +546,86 @@ class LiveSession:
         self._last_interim = words
         end = start + len(samples) / WHISPER_SAMPLE_RATE
         stability = round(min(0.9, stable / len(words)), 2) if words else 0.0
-        self._events.put_nowait(LiveResult(text=text, is_final=False, start=start, end=end, stability=stability))
+        self._events.put_nowait(
+            LiveResult(
+                text=text, is_final=False, start=start, end=end, stability=stability, language=recognition.language
+            )
+        )
 
     async def _finalize(self) -> None:
         try:
             while (closed := await self._finals.get()) is not None:
                 utterance, speculation = closed
+                held, self._held = self._held, None
+                if held is not None:
+                    if (joined := held.followed_by(utterance)) is None:
+                        self._final(held)
+                        held = None
+                    else:
+                        utterance = joined
                 self._finalizing = True
-                if speculation is not None:
-                    before, segments = speculation.before, await speculation.task
+                if speculation is not None and speculation.held is held:
+                    before, recognition = speculation.before, await speculation.task
                 else:
+                    if speculation is not None:
+                        speculation.task.cancel()
                     before = self._before(utterance.samples)
-                    segments = await self._recognize(
+                    recognition = await self._recognize(
                         utterance.samples, interim=False, prompt=self._history, before=before
                     )
                 self._finalizing = False
-                text = _text(segments)
-                if not text:
-                    self._forget_spoken()
-                    continue
-                self._spoken.append((utterance.samples, text))
-                words = tuple(word for segment in segments for word in segment.shifted(utterance.start).words)
-                self._events.put_nowait(
-                    LiveResult(text=text, is_final=True, start=utterance.start, end=utterance.end, words=words)
-                )
+                decoded = _Decoded(utterance, before, recognition)
+                if self._unsure_of_language(decoded):
+                    self._held = decoded
+                else:
+                    self._final(decoded)
+            if self._held is not None:
+                self._final(self._held)
             self._events.put_nowait(None)
         except TranscribeError as error:
             self._fail(error)
+
+    def _unsure_of_language(self, decoded: _Decoded) -> bool:
+        """Whether the stream's language is still open and Whisper could not tell it from this short utterance (on a
+        word or two its detection is little better than chance): the utterance is then decoded again with the next
+        one, as one final."""
+        utterance = decoded.utterance
+        return (
+            not self._language
+            and decoded.recognition.language_probability < _SURE_OF_LANGUAGE
+            and utterance.end - utterance.start < _LANGUAGE_SETTLES_SECONDS
+        )
+
+    def _final(self, decoded: _Decoded) -> None:
+        utterance, before, recognition = decoded.utterance, decoded.before, decoded.recognition
+        text = _text(recognition.segments)
+        if not text:
+            self._forget_spoken()
+            return
+        self._heard(recognition.language, utterance.samples, before)
+        self._spoken.append((utterance.samples, text))
+        words = tuple(word for segment in recognition.segments for word in segment.shifted(utterance.start).words)
+        self._events.put_nowait(
+            LiveResult(
+                text=text,
+                is_final=True,
+                start=utterance.start,
+                end=utterance.end,
+                words=words,
+                language=recognition.language,
+            )
+        )
+
+    def _heard(self, language: str, samples: Samples, before: SpokenBefore | None) -> None:
+        """A final's language: the speech before is context only in its own language, and the stream keeps the
+        language of the first final detected on enough speech."""
+        if language != self._spoken_language:
+            self._forget_spoken()
+            self._spoken_language = language
+        self._heard_language = language
+        heard = len(samples) + (len(before.samples) if before is not None else 0)
+        if not self._language and heard >= _LANGUAGE_SETTLES_SECONDS * WHISPER_SAMPLE_RATE:
+            self._language = language or None
 
     def _before(self, samples: Samples) -> SpokenBefore | None:
         """The recent speech a final is decoded after: whole utterances, newest last, as much as the window holds."""
@@ -559,7 +634,11 @@ class LiveSession:
             self._remember(self._spoken.popleft()[1])
         if not self._spoken:
             return None
-        return SpokenBefore(np.concatenate([audio for audio, _ in self._spoken]), " ".join(t for _, t in self._spoken))
+        return SpokenBefore(
+            np.concatenate([audio for audio, _ in self._spoken]),
+            " ".join(t for _, t in self._spoken),
+            self._spoken_language,
+        )
 
     def _forget_spoken(self) -> None:
         while self._spoken:
@@ -573,8 +652,10 @@ class LiveSession:
 
     async def _recognize(
         self, samples: Samples, *, interim: bool, prompt: str, before: SpokenBefore | None
-    ) -> tuple[Segment, ...]:
-        options = replace(self.options.transcription, prompt=prompt)
+    ) -> Recognition:
+        """Interim results are recognized in the language of the latest final until the stream's is settled."""
+        language = self._language or (self._heard_language if interim else None)
+        options = replace(self.options.transcription, prompt=prompt, language=language)
         return await self.backend.recognize(
             samples, options, interim=interim, prompt=prompt, scratch=self._scratch(), before=before
         )
@@ -587,7 +668,24 @@ class _Speculation:
     start: float
     pause_start: float
     before: SpokenBefore | None
-    task: asyncio.Task[tuple[Segment, ...]]
+    task: asyncio.Task[Recognition]
+    held: _Decoded | None
+    """The utterance held before this one, whose audio the decode starts with."""
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    """A decoded utterance, the speech it was decoded after and what was heard: a final, or held for the next
+    utterance while its language is unsure."""
+
+    utterance: _Utterance
+    before: SpokenBefore | None
+    recognition: Recognition
+
+    def followed_by(self, later: _Utterance) -> _Utterance | None:
+        """This utterance and the later one as one, if both fit in one window."""
+        samples = self.utterance.joined(later.start, later.samples)
+        return None if samples is None else replace(later, start=self.utterance.start, samples=samples)
 
 
 class ScratchPaths(Protocol):

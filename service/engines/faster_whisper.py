@@ -114,16 +114,15 @@ class FasterWhisperEngine:
         """Decode the speech before the utterance and the utterance together, with the text already given for the
         speech before forced as the decoder's first words, so the model hears the left context (as an offline
         transcription does) and writes only what follows. An interim result encodes only as much context as it
-        needs instead of Whisper's padded 30 s. Word timings, language detection and an answer that looks like a
-        repetition loop take the ordinary path, the utterance alone, as does an utterance for which nothing follows
-        the forced words."""
+        needs instead of Whisper's padded 30 s. Word timings and an answer that looks like a repetition loop take the
+        ordinary path, the utterance alone, as does an utterance for which nothing follows the forced words."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         seconds = len(audio) / WHISPER_SAMPLE_RATE
         whisper = model.model
         alone = replace(request, prompt=before.after(request.prompt)) if before is not None else request
-        if request.word_timestamps or (request.language is None and whisper.model.is_multilingual):
+        if request.word_timestamps:
             return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
         if before is not None and len(before.samples) / WHISPER_SAMPLE_RATE + seconds + _MIN_TRAILING_SILENCE > 30.0:
             request, before = alone, None

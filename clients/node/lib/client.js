@@ -470,8 +470,9 @@ function defaultSleep(ms, signal) {
 /**
  * A TranscribeLiveResponse as plain data, the same lines as the Python CLI's
  * `live --format json`: results (text, is_final, stability, offsets in
- * seconds, words), voice_activity (type 'speech_begin' or 'speech_end',
- * offset in seconds), and backend and model in the first response.
+ * seconds, language_code when known, words), voice_activity (type
+ * 'speech_begin' or 'speech_end', offset in seconds), and backend and model
+ * in the first response.
  */
 export function liveResponseToJson(response) {
   const seconds = (duration) => Math.round(durationSeconds(duration) * 1000) / 1000;
@@ -486,6 +487,7 @@ export function liveResponseToJson(response) {
         start_offset: seconds(result.startOffset),
         end_offset: seconds(result.endOffset),
       };
+      if (result.languageCode) item.language_code = result.languageCode;
       if (result.words?.length) {
         item.words = result.words.map((word) => ({
           word: word.word,

@@ -285,12 +285,17 @@ test('liveConfig sends the PCM layout only for LINEAR16 and refuses unknown form
   assert.throws(() => liveConfig({ speechEndTimeoutSeconds: -1 }), RangeError);
 });
 
-test('liveResponseToJson gives the Python CLI shape: snake_case, offsets in seconds, event types', () => {
+test('liveResponseToJson gives the Python CLI shape: snake_case, offsets in seconds, the language when known, event types', () => {
   assert.deepEqual(liveResponseToJson({
     results: [{ text: ' Hi.', isFinal: true, stability: 0, startOffset: duration(500), endOffset: duration(2600), words: [{ word: ' Hi.', startOffset: duration(500), endOffset: duration(900), probability: 0.9876 }] }],
     backend: 'BACKEND_UNSPECIFIED', model: '', voiceActivity: null,
   }), {
     results: [{ text: ' Hi.', is_final: true, stability: 0, start_offset: 0.5, end_offset: 2.6, words: [{ word: ' Hi.', start_offset: 0.5, end_offset: 0.9, probability: 0.988 }] }],
+  });
+  assert.deepEqual(liveResponseToJson({
+    results: [{ text: ' Salut.', isFinal: false, stability: 0.5, startOffset: duration(0), endOffset: duration(800), languageCode: 'fr', words: [] }],
+  }), {
+    results: [{ text: ' Salut.', is_final: false, stability: 0.5, start_offset: 0, end_offset: 0.8, language_code: 'fr' }],
   });
   assert.deepEqual(liveResponseToJson({ results: [], voiceActivity: { type: 'VOICE_ACTIVITY_EVENT_TYPE_SPEECH_END', offset: duration(4100) } }), {
     voice_activity: { type: 'speech_end', offset: 4.1 },

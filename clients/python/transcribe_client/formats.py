@@ -88,9 +88,9 @@ def render(transcript: pb.Transcript, output_format: str = "text") -> str:
 
 
 def live_to_dict(response: pb.TranscribeLiveResponse) -> dict[str, Any]:
-    """A live response as plain data: results (text, is_final, stability, offsets in seconds, words on finals that
-    have them), the voice activity event (type "speech_begin" or "speech_end", offset in seconds) and the backend and
-    model (in the first response); fields the response does not carry are left out."""
+    """A live response as plain data: results (text, is_final, stability, offsets in seconds, the language when
+    known, words on finals that have them), the voice activity event (type "speech_begin" or "speech_end", offset in
+    seconds) and the backend and model (in the first response); fields the response does not carry are left out."""
     data: dict[str, Any] = {}
     if response.results:
         data["results"] = [_live_result(result) for result in response.results]
@@ -164,6 +164,8 @@ def _live_result(result: pb.LiveResult) -> dict[str, Any]:
         "start_offset": _seconds(result.start_offset),
         "end_offset": _seconds(result.end_offset),
     }
+    if result.language_code:
+        data["language_code"] = result.language_code
     if result.words:
         data["words"] = [
             {

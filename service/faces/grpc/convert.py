@@ -116,6 +116,7 @@ def live_event_to_proto(event: LiveEvent) -> pb.TranscribeLiveResponse:
             start_offset=duration(event.start),
             end_offset=duration(event.end),
             words=[_word(word) for word in event.words],
+            language_code=event.language,
         )
         return pb.TranscribeLiveResponse(results=[result])
     return pb.TranscribeLiveResponse(

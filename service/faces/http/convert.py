@@ -302,6 +302,7 @@ def live_event_message(event: LiveEvent) -> dict[str, Any]:
         "stability": event.stability,
         "start": round(event.start, 3),
         "end": round(event.end, 3),
+        "language": event.language,
     }
     if event.words:
         message["words"] = [

@@ -777,6 +777,7 @@ class LiveResult(_message.Message):
     START_OFFSET_FIELD_NUMBER: _builtins.int
     END_OFFSET_FIELD_NUMBER: _builtins.int
     WORDS_FIELD_NUMBER: _builtins.int
+    LANGUAGE_CODE_FIELD_NUMBER: _builtins.int
     text: _builtins.str
     """The text."""
     is_final: _builtins.bool
@@ -787,6 +788,16 @@ class LiveResult(_message.Message):
     stability: _builtins.float
     """For interim results, an estimate from 0 to 1 of how likely the text is
     to stay as it is; zero for final results.
+    """
+    language_code: _builtins.str
+    """The spoken language as a BCP-47 tag: the one the config gave, or the
+    one detected (the text is English whatever it is when the task is
+    translate). Without a language in the config, a multilingual model
+    detects it with each final on the speech heard so far (the utterance
+    and up to 15 s before it), and from a detection made on at least 10 s
+    of speech on the stream keeps that language; interim results are
+    recognized in the language of the latest final. Empty when the
+    backend does not report it.
     """
     @_builtins.property
     def start_offset(self) -> _duration_pb2.Duration:
@@ -811,10 +822,11 @@ class LiveResult(_message.Message):
         start_offset: _duration_pb2.Duration | None = ...,
         end_offset: _duration_pb2.Duration | None = ...,
         words: _abc.Iterable[Global___WordInfo] | None = ...,
+        language_code: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "start_offset", b"start_offset"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "is_final", b"is_final", "stability", b"stability", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["end_offset", b"end_offset", "is_final", b"is_final", "language_code", b"language_code", "stability", b"stability", "start_offset", b"start_offset", "text", b"text", "words", b"words"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
