@@ -526,6 +526,8 @@ class LiveSession:
         if heard_until - self._interim_at < self._limits.interim_interval_seconds or not self._finals.empty():
             return
         self._interim_at = heard_until
+        if self._held is not None and (joined := self._held.utterance.joined(start, samples)) is not None:
+            start, samples = self._held.utterance.start, joined
         self._interim = asyncio.get_running_loop().create_task(self._recognize_interim(start, samples))
 
     async def _recognize_interim(self, start: float, samples: Samples) -> None:
