@@ -26,6 +26,7 @@ from service.domain import (
     LiveResult,
     RawPcmFormat,
     Recognition,
+    Segment,
     SpokenBefore,
     Task,
     TranscriptionOptions,
@@ -225,6 +226,45 @@ async def test_a_given_language_is_the_language_of_every_result(start_server: St
     assert [result.language_code for result in results] == ["es"] * len(results)
     text = " ".join(result.text for result in finals(received)).lower()
     assert {"buenos", "carlos", "familia"} <= set(re.findall(r"\w+", text)), text
+
+
+class ContextNotingEngine(FasterWhisperEngine):
+    """The real engine, noting the speech before each utterance it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(cache_dir=MODEL_CACHE, num_workers=1)
+        self.given: list[SpokenBefore | None] = []
+
+    def transcribe_utterance(
+        self, model: Any, audio: np.ndarray, request: EngineRequest, before: SpokenBefore | None = None
+    ) -> tuple[Segment, ...]:
+        """Note `before`, then decode as the real engine."""
+        self.given.append(before)
+        return super().transcribe_utterance(model, audio, request, before)
+
+
+@pytest.mark.parametrize(("language", "text"), [("fr", "Bonjour."), ("en", "Hello.")])
+async def test_the_speech_before_is_context_only_when_its_text_is_in_the_language_detected(
+    language: str, text: str, tmp_path: Path
+) -> None:
+    """base detects French on speech_fr.wav's second sentence and the greeting before it; the greeting is heard as
+    context when its text is French, and not when its text is in another language."""
+    engine = ContextNotingEngine()
+    backend = LocalBackend(engine=engine, specs=local_model_specs("base", MODEL_CACHE), default_model="base", workers=1)
+    await backend.start()
+    samples = decode_to_whisper_input(DATA / "speech_fr.wav")
+    greeting = round(0.93 * WHISPER_SAMPLE_RATE)
+    before = SpokenBefore(samples[:greeting], text, language)
+    try:
+        recognition = await backend.recognize(
+            samples[greeting:], TranscriptionOptions(), interim=False, prompt="", scratch=tmp_path / "x", before=before
+        )
+    finally:
+        await backend.aclose()
+    assert recognition.language == "fr"
+    assert engine.given == [before if language == "fr" else None]
+    heard = " ".join(segment.text for segment in recognition.segments).lower()
+    assert {"marie", "paris"} <= set(re.findall(r"\w+", heard)), heard
 
 
 async def test_the_api_backend_gives_finals_per_utterance(
