@@ -796,8 +796,10 @@ class LiveResult(_message.Message):
     detects it with each final on the speech heard so far (the utterance
     and up to 15 s before it), and from a detection made on at least 10 s
     of speech on the stream keeps that language; interim results are
-    recognized in the language of the latest final. Empty when the
-    backend does not report it.
+    recognized in the language of the latest final. While the language is
+    open, an utterance too short to tell it (detected with a probability
+    under 0.5) waits and comes in one final with the next utterance. Empty
+    when the backend does not report it.
     """
     @_builtins.property
     def start_offset(self) -> _duration_pb2.Duration:
