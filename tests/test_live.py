@@ -217,6 +217,26 @@ async def test_a_short_utterance_still_waiting_for_its_language_is_sent_when_the
     assert seconds(results[0].start_offset) == 0.0
 
 
+async def test_a_waiting_utterance_too_far_from_the_next_one_is_sent_on_its_own_first(
+    start_server: StartServer,
+) -> None:
+    """An utterance waiting for its language is joined to the next one only when both fit in one window: after
+    half a minute of silence the greeting is sent on its own, then the French sentence as a final of its own."""
+    server = await start_server()
+    samples = decode_to_whisper_input(DATA / "speech_fr.wav")
+    greeting = round(0.93 * WHISPER_SAMPLE_RATE)
+    silence = np.zeros(30 * WHISPER_SAMPLE_RATE, np.float32)
+    config = live_config(config=pb.TranscriptionConfig(model="base"))
+    audio = linear16(np.concatenate([samples[:greeting], silence, samples[greeting:]]))
+    results = finals(await responses(server.stub.TranscribeLive(stream(config, audio, chunk=32000))))
+    assert len(results) == 2
+    assert seconds(results[0].start_offset) == 0.0
+    assert seconds(results[0].end_offset) < 2.0
+    assert seconds(results[1].start_offset) > 30.0
+    assert results[1].language_code == "fr"
+    assert {"marie", "paris"} <= set(re.findall(r"\w+", results[1].text.lower())), results[1].text
+
+
 async def test_a_given_language_is_the_language_of_every_result(start_server: StartServer) -> None:
     """The language the config gives (a BCP-47 tag) is reported as its primary subtag on interims and finals."""
     server = await start_server()
