@@ -173,6 +173,10 @@ class SpokenBefore:
         """A prompt that ends with this text, for a recognizer that decodes the utterance alone."""
         return f"{prompt} {self.text}".strip()
 
+    def in_language(self, language: str) -> bool:
+        """Whether this text may be heard as the context of speech in `language`."""
+        return self.language in ("", language)
+
 
 @dataclass(frozen=True)
 class Recognition:

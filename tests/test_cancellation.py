@@ -257,7 +257,7 @@ class SteppingEngine:
 
     def transcribe_utterance(
         self, model: FasterWhisperModel, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
+    ) -> EngineResult:
         """As the real engine."""
         return self.inner.transcribe_utterance(model, audio, request, before)
 

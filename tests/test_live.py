@@ -26,12 +26,11 @@ from service.domain import (
     LiveResult,
     RawPcmFormat,
     Recognition,
-    Segment,
     SpokenBefore,
     Task,
     TranscriptionOptions,
 )
-from service.engines.base import EngineRequest
+from service.engines.base import EngineRequest, EngineResult
 from service.engines.catalog import local_model_specs
 from service.engines.faster_whisper import FasterWhisperEngine, written_after
 from tests.conftest import DATA, MODEL_CACHE, Fixture, StartServer, openai_backend_for
@@ -249,7 +248,8 @@ async def test_a_given_language_is_the_language_of_every_result(start_server: St
 
 
 class ContextNotingEngine(FasterWhisperEngine):
-    """The real engine, noting the speech before each utterance it is given."""
+    """The real engine, noting the speech before each utterance it is asked to decode (it asks itself again, without
+    that speech, when its text is in another language)."""
 
     def __init__(self) -> None:
         super().__init__(cache_dir=MODEL_CACHE, num_workers=1)
@@ -257,7 +257,7 @@ class ContextNotingEngine(FasterWhisperEngine):
 
     def transcribe_utterance(
         self, model: Any, audio: np.ndarray, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
+    ) -> EngineResult:
         """Note `before`, then decode as the real engine."""
         self.given.append(before)
         return super().transcribe_utterance(model, audio, request, before)
@@ -282,7 +282,7 @@ async def test_the_speech_before_is_context_only_when_its_text_is_in_the_languag
     finally:
         await backend.aclose()
     assert recognition.language == "fr"
-    assert engine.given == [before if language == "fr" else None]
+    assert engine.given == ([before] if language == "fr" else [before, None])
     heard = " ".join(segment.text for segment in recognition.segments).lower()
     assert {"marie", "paris"} <= set(re.findall(r"\w+", heard)), heard
 
@@ -346,7 +346,7 @@ def test_a_final_decoded_after_the_speech_before_it_says_only_what_follows(
     said = "The quick brown fox jumps over the lazy dog."
     too_long = np.tile(first, 30 * WHISPER_SAMPLE_RATE // len(first) + 1)
     for before in (SpokenBefore(first, said), SpokenBefore(too_long, " ".join([said] * 6))):
-        segments = engine.transcribe_utterance(model, second, request, before)
+        segments = engine.transcribe_utterance(model, second, request, before).segments
         heard = words(" ".join(segment.text for segment in segments))
         assert {"sells", "shore"} <= set(heard), heard
         assert not {"quick", "fox", "lazy", "dog"} & set(heard), heard
@@ -364,11 +364,13 @@ def test_a_final_after_forced_words_without_their_full_stop_starts_with_its_own_
     first, second = sentences_of_speech_en()
     request = EngineRequest(language="en", task=Task.TRANSCRIBE, prompt="", temperature=None, word_timestamps=False)
     before = SpokenBefore(first, "The quick brown fox jumps over the lazy dog")
-    whole = " ".join(segment.text for segment in engine.transcribe_utterance(model, second, request, before)).strip()
+    whole = " ".join(
+        segment.text for segment in engine.transcribe_utterance(model, second, request, before).segments
+    ).strip()
     assert whole[:1].isalnum(), whole
     assert {"sells", "shore"} <= set(words(whole)), whole
     onset = second[: round(0.8 * WHISPER_SAMPLE_RATE)]
-    start = " ".join(segment.text for segment in engine.transcribe_utterance(model, onset, request, before))
+    start = " ".join(segment.text for segment in engine.transcribe_utterance(model, onset, request, before).segments)
     assert words(start) == ["she"], start
 
 

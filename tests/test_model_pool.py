@@ -37,7 +37,7 @@ class CountingEngine:
 
     def transcribe_utterance(
         self, model: object, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
+    ) -> EngineResult:
         """Not used by these tests."""
         raise NotImplementedError
 

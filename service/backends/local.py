@@ -44,7 +44,6 @@ R = TypeVar("R")
 
 CLIP_SECONDS = 30.0
 """Whisper's window: the longest clip an engine is given."""
-_DETECTION_SAMPLES = round(CLIP_SECONDS * WHISPER_SAMPLE_RATE)
 
 
 class LocalBackend(Generic[ModelT]):
@@ -279,19 +278,9 @@ class LocalBackend(Generic[ModelT]):
     def _recognize_sync(
         self, name: str, samples: Samples, request: EngineRequest, before: SpokenBefore | None
     ) -> Recognition:
-        """A language not known yet is detected on the utterance and the speech before it, the last 30 s of them, as
-        an offline transcription detects on its first 30 s. The speech before is heard as context only when its text
-        is in the utterance's language."""
-        probability = 1.0
         with self.pool.using(name) as model:
-            if request.language is None:
-                heard = samples if before is None else np.concatenate([before.samples, samples])
-                language, probability = self._engine.detect_language(model, heard[-_DETECTION_SAMPLES:])
-                request = replace(request, language=language)
-            if before is not None and before.language not in ("", request.language):
-                before = None
-            segments = self._engine.transcribe_utterance(model, samples, request, before)
-        return Recognition(segments, request.language or "", probability)
+            result = self._engine.transcribe_utterance(model, samples, request, before)
+        return Recognition(result.segments, result.language, result.language_probability)
 
     def models(self) -> list[ModelDescription]:
         """Every configured local model and whether it is loaded."""

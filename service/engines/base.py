@@ -91,8 +91,8 @@ class LocalEngine(Protocol[ModelT]):
 
     def transcribe_utterance(
         self, model: ModelT, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
-        """Transcribe one utterance of at most 30 s as fast as the engine can (live results); `request.language` is
-        set; `before` is the speech just before it, which an engine may hear as context, and whose text it never
-        returns."""
+    ) -> EngineResult:
+        """Transcribe one utterance of at most 30 s as fast as the engine can (live results), detecting the language
+        on the utterance and `before` when the request has none; `before` is the speech just before it, which an
+        engine may hear as context when its text is in that language, and whose text it never returns."""
         ...

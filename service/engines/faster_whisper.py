@@ -110,20 +110,22 @@ class FasterWhisperEngine:
 
     def transcribe_utterance(
         self, model: FasterWhisperModel, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
+    ) -> EngineResult:
         """Decode the speech before the utterance and the utterance together, with the text already given for the
         speech before forced as the decoder's first words, so the model hears the left context (as an offline
         transcription does) and writes only what follows. An interim result encodes only as much context as it
-        needs instead of Whisper's padded 30 s. Word timings and an answer that looks like a repetition loop take the
-        ordinary path, the utterance alone, as does an utterance for which nothing follows the forced words."""
+        needs instead of Whisper's padded 30 s. A language not given is detected on that same encoded audio (no
+        second encoder pass); the speech before is context only when its text is in the language. Word timings and
+        an answer that looks like a repetition loop take the ordinary path, the utterance alone, as does an
+        utterance for which nothing follows the forced words."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         seconds = len(audio) / WHISPER_SAMPLE_RATE
         whisper = model.model
         alone = replace(request, prompt=before.after(request.prompt)) if before is not None else request
-        if request.word_timestamps:
-            return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
+        if request.word_timestamps and request.language is not None:
+            return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), request.language)
         if before is not None and len(before.samples) / WHISPER_SAMPLE_RATE + seconds + _MIN_TRAILING_SILENCE > 30.0:
             request, before = alone, None
         heard = audio if before is None else np.concatenate([before.samples, audio])
@@ -131,11 +133,22 @@ class FasterWhisperEngine:
         context = min(30.0, math.ceil(max(len(heard) / WHISPER_SAMPLE_RATE + _MIN_TRAILING_SILENCE, least)))
         padded = np.pad(heard, (0, max(0, round(context * WHISPER_SAMPLE_RATE) - len(heard))))
         features = whisper.feature_extractor(padded)[..., : round(context * 100)]
+        encoded = whisper.encode(features)
+        language, probability = request.language or "en", 1.0
+        if request.language is None and whisper.model.is_multilingual:
+            token, probability = whisper.model.detect_language(encoded)[0][0]
+            language = token.removeprefix("<|").removesuffix("|>")
+        if before is not None and not before.in_language(language):
+            heard_alone = self.transcribe_utterance(model, audio, replace(request, language=language))
+            return replace(heard_alone, language_probability=probability)
+        request, alone = replace(request, language=language), replace(alone, language=language)
+        if request.word_timestamps:
+            return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), language, probability)
         tokenizer = Tokenizer(
             whisper.hf_tokenizer,
             whisper.model.is_multilingual,
             task=request.task.value,
-            language=request.language or "en",
+            language=language,
         )
         previous = tokenizer.encode(" " + request.prompt.strip()) if request.prompt.strip() else []
         plain = whisper.get_prompt(tokenizer, previous, without_timestamps=True)
@@ -145,7 +158,7 @@ class FasterWhisperEngine:
         beams = self._beams(request)
         forced = len(prompt) - len(plain)
         result = whisper.model.generate(
-            whisper.encode(features),
+            encoded,
             [prompt],
             beam_size=beams,
             num_hypotheses=beams,
@@ -157,15 +170,16 @@ class FasterWhisperEngine:
         )[0]
         text = tokenizer.decode(written_after(forced, result.scores, result.sequences_ids))
         if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
-            return self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone)
+            return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), language, probability)
         if before is not None:
             # When the forced words lack their closing punctuation, the decoder writes it first.
             text = text.lstrip(_CLOSING_PUNCTUATION + string.whitespace)
             if not any(character.isalnum() for character in text):
                 # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or
                 # the decoder closes their sentence and stops.
-                return self.transcribe_utterance(model, audio, alone)
-        return (Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob)),)
+                return replace(self.transcribe_utterance(model, audio, alone), language_probability=probability)
+        segment = Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob))
+        return _result((segment,), language, probability)
 
     def _beams(self, request: EngineRequest) -> int:
         return 1 if request.quick else self._beam_size
@@ -192,6 +206,10 @@ def written_after(forced: int, scores: Sequence[float], sequences: Sequence[Sequ
         key=lambda hypothesis: hypothesis[0] * len(hypothesis[1]) / max(1, len(hypothesis[1]) - forced),
     )
     return sequence[forced:]
+
+
+def _result(segments: tuple[Segment, ...], language: str, probability: float = 1.0) -> EngineResult:
+    return EngineResult(segments=segments, language=language, language_probability=probability)
 
 
 def _repeats(text: str) -> bool:

@@ -10,6 +10,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from service.domain import Segment, SpokenBefore, Word
 from service.engines.base import Clip, EngineRequest, EngineResult, ModelSpec, Samples
 from service.engines.ct2_checkpoint import (
@@ -19,6 +21,7 @@ from service.engines.ct2_checkpoint import (
 )
 
 _FALLBACK_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+_WINDOW_SAMPLES = 30 * 16000
 
 
 class OpenAIWhisperReplicas:
@@ -108,11 +111,19 @@ class OpenAIWhisperEngine:
 
     def transcribe_utterance(
         self, model: OpenAIWhisperReplicas, audio: Samples, request: EngineRequest, before: SpokenBefore | None = None
-    ) -> tuple[Segment, ...]:
-        """As a single clip, the text before it as the prompt: the reference engine has no faster path."""
-        if before is not None:
+    ) -> EngineResult:
+        """As a single clip, the text before it as the prompt: the reference engine has no faster path. A language
+        not given is detected on the last 30 s of the speech before and the utterance."""
+        language, probability = request.language, 1.0
+        if language is None:
+            heard = audio if before is None else np.concatenate([before.samples, audio])
+            language, probability = self.detect_language(model, heard[-_WINDOW_SAMPLES:])
+        if before is not None and before.in_language(language):
             request = replace(request, prompt=before.after(request.prompt))
-        return self.transcribe_clips(model, audio, [Clip(0.0, len(audio) / 16000)], request)
+        segments = self.transcribe_clips(
+            model, audio, [Clip(0.0, len(audio) / 16000)], replace(request, language=language)
+        )
+        return EngineResult(segments=segments, language=language, language_probability=probability)
 
     def _run(self, whisper_model: Any, audio: Samples, request: EngineRequest, *, condition: bool) -> Any:
         temperature = (request.temperature,) if request.temperature is not None else _FALLBACK_TEMPERATURES
