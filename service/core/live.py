@@ -356,7 +356,6 @@ class LiveSession:
         self._spoken: deque[tuple[Samples, str]] = deque()
         self._spoken_language = ""
         self._language = options.transcription.language
-        self._heard_language: str | None = None
         self._held: _Decoded | None = None
         self._interim_at = 0.0
         self._interim: asyncio.Task[None] | None = None
@@ -624,7 +623,6 @@ class LiveSession:
         if language != self._spoken_language:
             self._forget_spoken()
             self._spoken_language = language
-        self._heard_language = language
         heard = len(samples) + (len(before.samples) if before is not None else 0)
         if not self._language and heard >= _LANGUAGE_SETTLES_SECONDS * WHISPER_SAMPLE_RATE:
             self._language = language or None
@@ -656,7 +654,7 @@ class LiveSession:
         self, samples: Samples, *, interim: bool, prompt: str, before: SpokenBefore | None
     ) -> Recognition:
         """Interim results are recognized in the language of the latest final until the stream's is settled."""
-        language = self._language or (self._heard_language if interim else None)
+        language = self._language or (self._spoken_language if interim else None) or None
         options = replace(self.options.transcription, prompt=prompt, language=language)
         return await self.backend.recognize(
             samples, options, interim=interim, prompt=prompt, scratch=self._scratch(), before=before
