@@ -667,6 +667,43 @@ def accuracy(server: ServerProcess, recordings: list[tuple[Path, str]]) -> list[
     return rows
 
 
+def short_clips(server: ServerProcess) -> dict[str, Any]:
+    """The short clips, each one stream and one offline transcription as accuracy() sends them, pooled as one row:
+    a lone short utterance is heard with nothing before it, where a live final differs most from offline."""
+    clips = make_live_audio.ensure_short()
+    return pooled(accuracy(server, [(clip.path, clip.text) for clip in clips]), make_live_audio.short_folder())
+
+
+def pooled(rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
+    """Rows of accuracy() as one: words, seconds and errors summed, run by run."""
+    total = sum(row["words"] for row in rows)
+    lead_ins = [
+        {
+            "lead_in_seconds": run["lead_in_seconds"],
+            "errors": sum(row["lead_ins"][index]["errors"] for row in rows),
+            "offline_errors": sum(row["lead_ins"][index]["offline_errors"] for row in rows),
+        }
+        for index, run in enumerate(rows[0]["lead_ins"])
+    ]
+    errors, offline_errors = (sum(row[key] for row in rows) for key in ("errors", "offline_errors"))
+    runs = len(lead_ins) + 1
+    return {
+        "file": f"{folder.relative_to(REPO)}/*.wav",
+        "pooled_recordings": len(rows),
+        "audio_seconds": sum(row["audio_seconds"] for row in rows),
+        "words": total,
+        "code": next((row["code"] for row in rows if row["code"] != "OK"), "OK"),
+        "errors": errors,
+        "offline_errors": offline_errors,
+        "wer": errors / total,
+        "offline_wer": offline_errors / total,
+        "mean_wer": (errors + sum(run["errors"] for run in lead_ins)) / runs / total,
+        "offline_mean_wer": (offline_errors + sum(run["offline_errors"] for run in lead_ins)) / runs / total,
+        "lead_ins": lead_ins,
+        "recordings": rows,
+    }
+
+
 def _recording(audio: LiveAudio) -> dict[str, Any]:
     return {
         "file": str(audio.path.relative_to(REPO)),
@@ -722,7 +759,7 @@ def run(
         ]
         staggered = [apart(server, defaults.live_max_sessions, seconds) for seconds in STAGGERS]
         quiet = no_speech(server, noise_seconds)
-        compared = accuracy(server, accuracy_recordings())
+        compared = [*accuracy(server, accuracy_recordings()), short_clips(server)]
     with ServerProcess({"live_max_sessions": str(max(BEYOND_CAPACITY))}) as server:
         warm_up(server, clip)
         beyond_capacity = [apart(server, streams, STAGGERS[1]) for streams in BEYOND_CAPACITY]

@@ -70,6 +70,11 @@ def _mean_wer(row: dict[str, Any], prefix: str) -> float:
     return float(row.get(f"{prefix}mean_wer", row[f"{prefix}wer"]))
 
 
+def _pooled(row: dict[str, Any]) -> str:
+    """How many recordings a compared row pools, as the table names it."""
+    return f" ({row['pooled_recordings']} clips, one stream each, pooled)" if "pooled_recordings" in row else ""
+
+
 def _mib(value: float) -> str:
     return f"{value / MIB:.0f} MiB"
 
@@ -339,8 +344,13 @@ def _live_goals(data: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
         goals.append(
             (
                 f"WER of the finals within one point of offline on each of {len(compared)} recordings fed unpaced "
-                "(the clip, the spoken fixtures, the one-voice clips, 2- and 5-minute live recordings), each "
-                f"recording's WER the mean of {tries} runs with lead-ins of silence",
+                "(the clip, the spoken fixtures, the one-voice clips, 2- and 5-minute live recordings"
+                + "".join(
+                    f", {row['pooled_recordings']} short clips pooled as one"
+                    for row in compared
+                    if "pooled_recordings" in row
+                )
+                + f"), each recording's WER the mean of {tries} runs with lead-ins of silence",
                 f"{len(compared) - len(beyond)} of {len(compared)} within (as recorded, without a lead-in: "
                 f"{len(compared) - len(as_recorded)}); all runs together {_pct(live_errors / total)} vs "
                 f"{_pct(offline_errors / total)}"
@@ -543,14 +553,22 @@ def _live(data: dict[str, Any]) -> list[str]:
             "by voice activity alone, so the pace changes only whether a final was started during its pause (with a "
             "little less of the pause). Each recording is also sent again after a lead-in of silence "
             f"({lead_ins} s), offline and live: inaudible, yet it moves where Whisper's windows and the utterances "
-            "fall, so the spread of the errors shows how much of one difference is chance.",
+            "fall, so the spread of the errors shows how much of one difference is chance."
+            + "".join(
+                f" The {row['pooled_recordings']} short clips (`bench/data/make_live_audio.py`: sentences a caller "
+                "says in a breath, none from the benchmark prose, 1-3 per clip, each clip in its own voice) are one "
+                "stream each, since a live final that has no speech before it is where live and offline differ most; "
+                "their words and errors are summed into one row."
+                for row in data["accuracy"]
+                if "pooled_recordings" in row
+            ),
             "",
             f"| recording | seconds | words | finals' WER as recorded | offline | finals' errors, {tries} runs | "
             f"offline errors, {tries} runs | mean WER, finals vs offline |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         lines += [
-            f"| `{row['file']}` | {row['audio_seconds']:.1f} | {row['words']} | {_pct(row['wer'])} | "
+            f"| `{row['file']}`{_pooled(row)} | {row['audio_seconds']:.1f} | {row['words']} | {_pct(row['wer'])} | "
             f"{_pct(row['offline_wer'])} | {' '.join(map(str, _errors(row, 'errors')))} | "
             f"{' '.join(map(str, _errors(row, 'offline_errors')))} | {_pct(_mean_wer(row, ''))} vs "
             f"{_pct(_mean_wer(row, 'offline_'))} ({(_mean_wer(row, '') - _mean_wer(row, 'offline_')) * 100:+.1f} "
