@@ -80,6 +80,7 @@ class Heard:
     stability: float
     start: float
     end: float
+    language: str = ""
 
 
 @dataclass
@@ -133,11 +134,12 @@ class Reference:
         return low, [w.word for w in self.words[low:high]]
 
 
-def live_config() -> pb.TranscribeLiveRequest:
-    """Server defaults for the model and endpointing; interims and voice events on; 16 kHz mono LINEAR16."""
+def live_config(config: pb.TranscriptionConfig | None = None) -> pb.TranscribeLiveRequest:
+    """Server defaults for endpointing (and for the model, unless config names one); interims and voice events on;
+    16 kHz mono LINEAR16."""
     return pb.TranscribeLiveRequest(
         live_config=pb.LiveConfig(
-            config=pb.TranscriptionConfig(),
+            config=config or pb.TranscriptionConfig(),
             interim_results=True,
             voice_activity_events=True,
             audio_format=pb.LIVE_AUDIO_FORMAT_LINEAR16,
@@ -159,6 +161,7 @@ def stream(
     *,
     paced: bool = True,
     cancel_when_accepted: bool = False,
+    config: pb.TranscriptionConfig | None = None,
 ) -> StreamRun:
     """One live call: open it now, send audio chunk i when its last sample has been spoken (t0 + (i + 1) * 0.1 on the
     monotonic clock, never drifting), half-close after the last chunk, and note when every result arrives."""
@@ -166,7 +169,7 @@ def stream(
     stop = threading.Event()
 
     def requests() -> Iterator[pb.TranscribeLiveRequest]:
-        yield live_config()
+        yield live_config(config)
         for offset in range(0, len(pcm), CHUNK_BYTES):
             piece = pcm[offset : offset + CHUNK_BYTES]
             if paced:
@@ -201,6 +204,7 @@ def stream(
                     stability=result.stability,
                     start=seconds_of(result.start_offset),
                     end=seconds_of(result.end_offset),
+                    language=result.language_code,
                 )
                 for result in response.results
             )
@@ -249,19 +253,30 @@ def transcribe_file(
     return upload(stub, pieces(), word_times=word_times, timeout=timeout)
 
 
-def transcribe_pcm(stub: pb_grpc.TranscribeServiceStub, pcm: bytes) -> pb.Transcript:
+def transcribe_pcm(
+    stub: pb_grpc.TranscribeServiceStub, pcm: bytes, config: pb.TranscriptionConfig | None = None
+) -> pb.Transcript:
     """An offline transcription of 16 kHz mono LINEAR16 samples, sent as a WAV file."""
     wav = wav_of_pcm(pcm)
-    return upload(stub, (wav[i : i + UPLOAD_PIECE] for i in range(0, len(wav), UPLOAD_PIECE)), word_times=False)
+    pieces = (wav[i : i + UPLOAD_PIECE] for i in range(0, len(wav), UPLOAD_PIECE))
+    return upload(stub, pieces, word_times=False, config=config)
 
 
 def upload(
-    stub: pb_grpc.TranscribeServiceStub, pieces: Iterator[bytes], *, word_times: bool, timeout: float = 7200
+    stub: pb_grpc.TranscribeServiceStub,
+    pieces: Iterator[bytes],
+    *,
+    word_times: bool,
+    timeout: float = 7200,
+    config: pb.TranscriptionConfig | None = None,
 ) -> pb.Transcript:
-    """The transcript of a file uploaded in pieces (TranscribeStream), server defaults otherwise."""
+    """The transcript of a file uploaded in pieces (TranscribeStream), server defaults unless config says."""
+    asked = pb.TranscriptionConfig(enable_word_time_offsets=word_times)
+    if config is not None:
+        asked.MergeFrom(config)
 
     def requests() -> Iterator[pb.TranscribeStreamRequest]:
-        yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig(enable_word_time_offsets=word_times))
+        yield pb.TranscribeStreamRequest(config=asked)
         for piece in pieces:
             yield pb.TranscribeStreamRequest(audio_content=piece)
 
@@ -594,6 +609,9 @@ ACCURACY_FIXTURES = ("speech_en.wav", "speech_en_60s.ogg")
 ACCURACY_LIVE_SECONDS = (120.0, 300.0)
 """Generated live recordings (varied voices, natural pauses) compared besides the clip."""
 LEAD_INS = (0.0, 0.1, 0.2, 0.3, 0.5)
+LANGUAGE_MODEL = "base"
+LANGUAGE_FIXTURES = ("speech_fr.wav", "speech_es.wav")
+LANGUAGE_ROUNDS = 3
 """Seconds of silence put before each compared recording. Nobody would hear the difference, yet it moves where
 Whisper's 30 s windows fall offline and where utterances start and end live, so the spread of the errors over these
 shows how much of a difference between two transcriptions is chance."""
@@ -704,6 +722,48 @@ def pooled(rows: list[dict[str, Any]], folder: Path) -> dict[str, Any]:
     }
 
 
+def languages(server: ServerProcess) -> list[dict[str, Any]]:
+    """Each non-English spoken fixture on the multilingual model, one stream at a time at real-time pace, with no
+    language (the stream detects it) and with its language given: the finals, the languages they are marked with,
+    how long after its end offset each final arrived, and the offline transcription with the same config."""
+    fixtures = {f["file"]: f for f in json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())["speech"]}
+    rows = []
+    for name in LANGUAGE_FIXTURES:
+        fixture = fixtures[name]
+        pcm = linear16(decode_to_whisper_input(REPO / "tests" / "data" / name))
+        expected = words(str(fixture["text"]))
+        for given in ("", str(fixture["language"])):
+            config = pb.TranscriptionConfig(model=LANGUAGE_MODEL, language_code=given)
+            offline = transcribe_pcm(server.stub, pcm, config).text
+            runs = [stream(server.stub, pcm, time.monotonic(), config=config) for _ in range(LANGUAGE_ROUNDS)]
+            finals = [[heard for heard in run.heard if heard.final] for run in runs]
+            delays = sorted(heard.at - heard.end for run in finals for heard in run)
+            texts = [" ".join(heard.text for heard in run) for run in finals]
+            row = {
+                "file": f"tests/data/{name}",
+                "model": LANGUAGE_MODEL,
+                "audio_seconds": len(pcm) / BYTES_PER_SECOND,
+                "language": fixture["language"],
+                "language_given": given,
+                "codes": [run.code for run in runs],
+                "finals": [[heard.text for heard in run] for run in finals],
+                "languages_marked": sorted({heard.language for run in finals for heard in run}),
+                "errors": [edit_distance(expected, words(text)) for text in texts],
+                "offline_errors": edit_distance(expected, words(offline)),
+                "words": len(expected),
+                "offline_text": offline,
+                "final_after_end_p50": percentile(delays, 0.5),
+                "final_after_end_max": delays[-1],
+            }
+            say(
+                f"live: {name} on {LANGUAGE_MODEL}, language {given or 'detected'}: finals {row['finals'][0]} "
+                f"marked {row['languages_marked']}, errors {row['errors']} (offline {row['offline_errors']}), "
+                f"final after its end p50 {row['final_after_end_p50']:.2f} s"
+            )
+            rows.append(row)
+    return rows
+
+
 def _recording(audio: LiveAudio) -> dict[str, Any]:
     return {
         "file": str(audio.path.relative_to(REPO)),
@@ -760,6 +820,7 @@ def run(
         staggered = [apart(server, defaults.live_max_sessions, seconds) for seconds in STAGGERS]
         quiet = no_speech(server, noise_seconds)
         compared = [*accuracy(server, accuracy_recordings()), short_clips(server)]
+        spoken = languages(server)
     with ServerProcess({"live_max_sessions": str(max(BEYOND_CAPACITY))}) as server:
         warm_up(server, clip)
         beyond_capacity = [apart(server, streams, STAGGERS[1]) for streams in BEYOND_CAPACITY]
@@ -775,6 +836,7 @@ def run(
         "beyond_capacity_max_sessions": max(BEYOND_CAPACITY),
         "no_speech": quiet,
         "accuracy": compared,
+        "languages": spoken,
         "long": long_run,
         "long_kept_from_earlier_run": kept is not None,
     }

@@ -575,6 +575,28 @@ def _live(data: dict[str, Any]) -> list[str]:
             "points) |"
             for row in data["accuracy"]
         ]
+    if data.get("languages"):
+        spoken = data["languages"]
+        lines += [
+            "",
+            f"**Other languages.** The multilingual `{spoken[0].get('model', 'base')}` model on the spoken fixtures "
+            f"that are not English, one stream at a time at real-time pace, {len(spoken[0]['errors'])} runs each, with "
+            "no language given (the stream detects it) and with it given. A final's delay is its arrival minus its "
+            "end offset; it includes part of the endpointing pause, and base decodes several times slower than "
+            "tiny.en on 2 cores, so these are not the goals' numbers. Offline is the same config through "
+            "TranscribeStream.",
+            "",
+            "| recording | language | finals (first run) | marked | errors per run (offline) | final after its end "
+            "p50 / max |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        lines += [
+            f"| `{row['file']}` | {row['language_given'] or 'detected'} | "
+            + " / ".join(f'"{text}"' for text in row["finals"][0])
+            + f" | {', '.join(row['languages_marked'])} | {' '.join(map(str, row['errors']))} of {row['words']} "
+            f"({row['offline_errors']}) | {_s(row['final_after_end_p50'])} / {_s(row['final_after_end_max'])} |"
+            for row in spoken
+        ]
     recording = long["recording"]
     shown = long["rss_by_minute_bytes"]
     step = max(1, len(shown) // 12)
