@@ -117,6 +117,7 @@ async def serve(app: App, stop: asyncio.Event, listening: asyncio.Future[int] | 
             server.stop(settings.grace_period_seconds), *([http_server.stop()] if http_server is not None else [])
         )
         await app.jobs.aclose()
+        await app.transcriber.settle(settings.grace_period_seconds)
         await app.transcriber.aclose()
         app.store.close()
         if metrics_server is not None:

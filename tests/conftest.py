@@ -216,6 +216,7 @@ async def start_server(tmp_path: Path, local_backend: LocalBackend[Any]) -> Asyn
         if handle.http is not None:
             await handle.http.stop()
         await handle.jobs.aclose()
+        await handle.transcriber.settle(10)
         job_audio = handle.jobs.audio.names()
         leftovers = handle.store.files()
         handle.store.close()

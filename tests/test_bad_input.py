@@ -102,8 +102,8 @@ async def wait_until(condition: Callable[[], bool], within: float, what: str) ->
 
 
 async def settle(transcriber: Transcriber, within: float = 60.0) -> None:
-    """Wait until the server has finished every call it started (the upload stage is empty)."""
-    await wait_until(lambda: transcriber.upload_gate.in_flight == 0, within, "the server finished its calls")
+    """Wait until the server has finished every call it started (and deleted their upload files)."""
+    assert await transcriber.settle(within), "the server did not finish its calls"
 
 
 # -- inputs built in memory -------------------------------------------------------------------------------------

@@ -37,6 +37,28 @@ LOCAL = BackendKind.LOCAL
 OPENAI_CONFIG = pb.TranscriptionConfig(backend=pb.BACKEND_OPENAI)
 
 
+async def test_settling_waits_for_the_calls_in_progress(start_server: StartServer) -> None:
+    """Transcriber.settle reports an upload still arriving, and returns once its call has ended and deleted the
+    file: a stopped server's handlers may run after the stop returns, and shutdown waits for them."""
+    server = await start_server()
+    hold = asyncio.Event()
+
+    async def slow() -> AsyncIterator[pb.TranscribeStreamRequest]:
+        yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig())
+        yield pb.TranscribeStreamRequest(audio_content=b"RIFF")
+        await hold.wait()
+
+    call = server.stub.TranscribeStream(slow(), timeout=60)
+    try:
+        await wait_until(lambda: len(server.store.files()) == 1, 10, "the upload is on disk")
+        assert not await server.transcriber.settle(0.05)
+    finally:
+        call.cancel()
+        hold.set()
+    assert await server.transcriber.settle(10)
+    assert server.store.files() == []
+
+
 def capture_uploads(store: UploadStore) -> list[Upload]:
     """Record every Upload the store creates, to watch how many bytes the server has received."""
     uploads: list[Upload] = []

@@ -65,10 +65,23 @@ class Transcriber:
         self.upload_gate = AdmissionGate("upload stage", max_concurrent_uploads, retry_after_seconds)
         self._probe_pool = ThreadPoolExecutor(max_workers=probe_workers, thread_name_prefix="probe")
         self._calls = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def start(self) -> None:
         """Start every backend; the server reports SERVING only after this returns."""
         await asyncio.gather(*(backend.start() for backend in self._backends.values()))
+
+    async def settle(self, within: float) -> bool:
+        """Wait up to `within` seconds until no transcription is in progress, so every upload file is deleted by the
+        call that made it; False when some are still running. A stopped gRPC server has cancelled its calls, but
+        their handlers may not have run yet."""
+        try:
+            async with asyncio.timeout(within):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def aclose(self) -> None:
         """Stop every backend and the probing threads."""
@@ -117,6 +130,7 @@ class Transcriber:
         else:
             limit = max(self._limits[kind] for kind in self._backends)
         self._calls += 1
+        self._idle.clear()
         upload = self._store.new_upload(limit)
         try:
             with self.upload_gate.admit():
@@ -143,6 +157,7 @@ class Transcriber:
             upload.discard()
             self._calls -= 1
             if self._calls == 0:
+                self._idle.set()
                 with contextlib.suppress(RuntimeError):  # the pool is already shut down
                     asyncio.get_running_loop().run_in_executor(self._probe_pool, release_free_memory)
 
