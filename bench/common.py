@@ -24,6 +24,12 @@ GIB = 1024 * MIB
 _STARTED = time.monotonic()
 
 
+def spoken_fixtures() -> dict[str, dict[str, Any]]:
+    """The spoken test fixtures by file name, as tests/data/fixtures.json lists them (text, language, duration)."""
+    manifest = json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())
+    return {str(entry["file"]): entry for entry in manifest["speech"]}
+
+
 def wav_of_pcm(pcm: bytes) -> bytes:
     """16 kHz mono 16-bit little-endian samples as a WAV file."""
     out = io.BytesIO()

@@ -4,7 +4,6 @@ running when idle, a burst of submissions against a bounded job queue, and the s
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -40,6 +39,7 @@ from bench.common import (
     percentile,
     proc_status_kib,
     say,
+    spoken_fixtures,
     write_json,
 )
 from bench.server import LOG_LINES, STARTUP_TIMEOUT_SECONDS, ServerProcess, server_env
@@ -61,8 +61,7 @@ WORKER_SETTINGS = {"jobs_workers": "1", "local_workers": "1"}
 
 def test_clip() -> Clip:
     """tests/data/speech_en.wav (about 10 s, one spoken sentence pair) with its text from fixtures.json."""
-    manifest = json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())
-    entry = next(item for item in manifest["speech"] if item["file"] == TEN_SECONDS_CLIP.name)
+    entry = spoken_fixtures()[TEN_SECONDS_CLIP.name]
     return Clip("10s", TEN_SECONDS_CLIP, str(entry["text"]), float(entry["duration_s"]))
 
 

@@ -32,6 +32,7 @@ from bench.common import (
     percentile,
     proc_status_kib,
     say,
+    spoken_fixtures,
     wav_of_pcm,
 )
 from bench.data import make_live_audio
@@ -621,11 +622,9 @@ def accuracy_recordings() -> list[tuple[Path, str]]:
     """The recordings whose live finals are compared with offline: the live clip, the spoken test fixtures, the
     benchmark's one-voice clips and generated live recordings of 2 and 5 minutes; each with its exact text."""
     live_clip = make_live_audio.ensure(CLIP_SECONDS)
-    fixtures = json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())["speech"]
+    fixtures = spoken_fixtures()
     chosen = [(live_clip.path, live_clip.text)]
-    chosen += [
-        (REPO / "tests" / "data" / f["file"], str(f["text"])) for f in fixtures if f["file"] in ACCURACY_FIXTURES
-    ]
+    chosen += [(REPO / "tests" / "data" / name, str(fixtures[name]["text"])) for name in ACCURACY_FIXTURES]
     chosen += [(clip.path, clip.text) for clip in load_clips().values()]
     for seconds in ACCURACY_LIVE_SECONDS:
         audio = make_live_audio.ensure(seconds)
@@ -726,7 +725,7 @@ def languages(server: ServerProcess) -> list[dict[str, Any]]:
     """Each non-English spoken fixture on the multilingual model, one stream at a time at real-time pace, with no
     language (the stream detects it) and with its language given: the finals, the languages they are marked with,
     how long after its end offset each final arrived, and the offline transcription with the same config."""
-    fixtures = {f["file"]: f for f in json.loads((REPO / "tests" / "data" / "fixtures.json").read_text())["speech"]}
+    fixtures = spoken_fixtures()
     rows = []
     for name in LANGUAGE_FIXTURES:
         fixture = fixtures[name]

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.common import wav_of_pcm
 from bench.data.make_bench_audio import ESPEAK_RATE, RATE, Samples, resample, speak
 from bench.data.make_long_audio import GENERATED, PARAGRAPHS, PITCHES, SPEEDS_WPM, VOICES, WORD_GAPS, build_cached
 
@@ -259,11 +260,7 @@ def generate_short(target: Path) -> dict[str, Any]:
         pieces.append(silence(TAIL_S))
         samples = np.concatenate(pieces, axis=1)
         name = f"clip_{len(clips):02d}.wav"
-        with wave.open(str(target / name), "wb") as out:
-            out.setnchannels(1)
-            out.setsampwidth(2)
-            out.setframerate(RATE)
-            out.writeframes(samples.astype("<i2").tobytes())
+        (target / name).write_bytes(wav_of_pcm(samples.astype("<i2").tobytes()))
         clips.append({"file": name, "text": " ".join(texts), "duration_s": samples.shape[1] / RATE, "voice": voice})
     return {
         "about": (
