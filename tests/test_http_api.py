@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import re
+import socket
 import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -485,6 +486,27 @@ async def test_probes_docs_and_unknown_routes(start_server: StartServer) -> None
         missing = await client.get("/v1/nothing-here")
         assert missing.status_code == 404
         assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_answers_are_not_held_back_by_nagles_algorithm(start_server: StartServer) -> None:
+    """Every connection the HTTP face accepts has TCP_NODELAY set, as gRPC's have: with Nagle's algorithm on, the
+    body of an answer written after its headers can wait for the client's delayed ACK (about 40 ms on Linux)."""
+    server = await start_server(http_port=0)
+    assert server.http is not None
+    host, port = server.http_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        assert server.http._server is not None
+        connections = server.http._server.server_state.connections  # uvicorn's open connections
+        sockets = [c.transport.get_extra_info("socket") for c in connections]
+        assert sockets
+        assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in sockets)
+    finally:
+        writer.close()
+        await writer.wait_closed()
 
 
 async def test_one_server_fronts_another_through_its_http_face(

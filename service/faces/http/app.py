@@ -167,7 +167,10 @@ class HttpServer:
     async def start(self) -> int:
         """Bind and serve; returns the port (useful with port 0)."""
         family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not the default 0: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on connections
+        # accepted from a socket whose proto says TCP (uvicorn binding its own socket gets this). With Nagle on, a
+        # response's body written after its headers can wait for the client's delayed ACK, about 40 ms on Linux.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((self._host, self._port))
