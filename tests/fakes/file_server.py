@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
+
+
+class _Server(ThreadingHTTPServer):
+    """Serves each request in a daemon thread; a client that hangs up (a fetch the service abandoned, its job
+    cancelled or its deadline past) is expected, not an error to print over another test's output."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FileServer:
@@ -39,8 +52,7 @@ class FileServer:
             def log_message(self, format: str, *args: object) -> None:
                 """Quiet."""
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
