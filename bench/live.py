@@ -605,7 +605,7 @@ def memory(audio: LiveAudio, clip: LiveAudio) -> dict[str, Any]:
     }
 
 
-ACCURACY_FIXTURES = ("speech_en.wav", "speech_en_60s.ogg")
+ACCURACY_FIXTURES = ("speech_en.wav", "speech_en_60s.ogg", "speech_en_pauses.ogg")
 """The spoken test fixtures whose live finals are compared with offline (tests/data/fixtures.json)."""
 ACCURACY_LIVE_SECONDS = (120.0, 300.0)
 """Generated live recordings (varied voices, natural pauses) compared besides the clip."""

@@ -32,7 +32,7 @@ from service.domain import (
 )
 from service.engines.base import EngineRequest, EngineResult
 from service.engines.catalog import local_model_specs
-from service.engines.faster_whisper import FasterWhisperEngine, written_after
+from service.engines.faster_whisper import FasterWhisperEngine, stops_short, written_after
 from tests.conftest import DATA, MODEL_CACHE, Fixture, StartServer, openai_backend_for
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.helpers import error_details, linear16
@@ -111,6 +111,21 @@ async def test_finals_cover_the_whole_text_once_in_order(start_server: StartServ
     assert ends[-1] <= fixture.duration + 0.1
 
 
+async def test_each_sentence_said_after_a_pause_is_in_its_own_final(start_server: StartServer) -> None:
+    """Six sentences with pauses of 1 to 3 s come back as six finals, each sentence's first and last words in its
+    own final and in no other: a decoder that heard the speech before an utterance, with the previous finals forced
+    as its first words, stopped short ("Turn left at the bakery") and put the rest at the start of the next final,
+    and such a decode is now made again from the utterance alone."""
+    server = await start_server()
+    received = await responses(server.stub.TranscribeLive(stream(live_config(), pcm_of("speech_en_pauses.ogg"))))
+    said = [words(result.text) for result in finals(received)]
+    edges = [("watched", "hill"), ("bring", "bread"), ("brother", "wrench"), ("boat", "harbor"), ("turn", "blocks")]
+    assert len(said) == 6, said
+    for index, (first, last) in enumerate(edges):
+        assert {first, last} <= set(said[index]), said
+        assert not any({first, last} & set(other) for other in said[:index] + said[index + 1 :]), said
+
+
 async def test_interims_come_before_the_final_of_their_utterance(
     start_server: StartServer, spoken: dict[str, Fixture]
 ) -> None:
@@ -186,6 +201,35 @@ async def test_container_streams_are_decoded_as_they_arrive(
     assert "fox" in " ".join(r.text for r in results).lower()
 
 
+@pytest.mark.parametrize(("name", "audio_format"), [("speech_en.webm", "WEBM_OPUS"), ("speech_en.ogg", "OGG_OPUS")])
+async def test_container_audio_is_heard_before_the_rest_of_the_stream_arrives(
+    start_server: StartServer, name: str, audio_format: str
+) -> None:
+    """The decoder hands on what has arrived instead of waiting for a full read buffer (32 KiB, many seconds of
+    Opus): speech in the first part of a stream is reported while the client still holds back the rest."""
+    server = await start_server()
+    config = pb.TranscribeLiveRequest(
+        live_config=pb.LiveConfig(
+            audio_format=pb.LiveAudioFormat.Value(f"LIVE_AUDIO_FORMAT_{audio_format}"), voice_activity_events=True
+        )
+    )
+    data = (DATA / name).read_bytes()
+    heard = asyncio.Event()
+
+    async def requests() -> AsyncIterator[pb.TranscribeLiveRequest]:
+        yield config
+        for start in range(0, len(data) // 2, 1000):
+            yield pb.TranscribeLiveRequest(audio_content=data[start : min(start + 1000, len(data) // 2)])
+        await asyncio.wait_for(heard.wait(), timeout=30)
+        yield pb.TranscribeLiveRequest(audio_content=data[len(data) // 2 :])
+
+    call = server.stub.TranscribeLive(requests())
+    async for response in call:
+        if response.voice_activity.type == pb.VOICE_ACTIVITY_EVENT_TYPE_SPEECH_BEGIN:
+            heard.set()
+    assert await call.code() == grpc.StatusCode.OK
+
+
 async def test_a_stream_without_a_language_is_recognized_in_the_one_detected_on_its_speech(
     start_server: StartServer,
 ) -> None:
@@ -248,8 +292,8 @@ async def test_a_given_language_is_the_language_of_every_result(start_server: St
 
 
 class ContextNotingEngine(FasterWhisperEngine):
-    """The real engine, noting the speech before each utterance it is asked to decode (it asks itself again, without
-    that speech, when its text is in another language)."""
+    """The real engine, noting the speech before each utterance it is asked to decode in full (it asks itself again,
+    without that speech, when its text is in another language; the quick decode that checks a final is not noted)."""
 
     def __init__(self) -> None:
         super().__init__(cache_dir=MODEL_CACHE, num_workers=1)
@@ -259,7 +303,8 @@ class ContextNotingEngine(FasterWhisperEngine):
         self, model: Any, audio: np.ndarray, request: EngineRequest, before: SpokenBefore | None = None
     ) -> EngineResult:
         """Note `before`, then decode as the real engine."""
-        self.given.append(before)
+        if not request.quick:
+            self.given.append(before)
         return super().transcribe_utterance(model, audio, request, before)
 
 
@@ -284,7 +329,7 @@ async def test_the_speech_before_is_context_only_when_its_text_is_in_the_languag
     assert recognition.language == "fr"
     assert engine.given == ([before] if language == "fr" else [before, None])
     heard = " ".join(segment.text for segment in recognition.segments).lower()
-    assert {"marie", "paris"} <= set(re.findall(r"\w+", heard)), heard
+    assert {"marie", "famille"} <= set(re.findall(r"\w+", heard)), heard
 
 
 async def test_the_api_backend_gives_finals_per_utterance(
@@ -374,6 +419,24 @@ def test_a_final_after_forced_words_without_their_full_stop_starts_with_its_own_
     assert words(start) == ["she"], start
 
 
+@pytest.mark.parametrize(
+    ("final", "alone", "short"),
+    [
+        ("Turn left at the bakery", "Turn left at the bakery and walk to more blocks.", True),
+        ("The teacher asked the student to open their", "The teacher asked the student to open their notebooks.", True),
+        ("bread. We", "We watched the sunset from the top of the hill.", True),
+        ("The museum opens at island Saturday morning.", "The museum opens at Eilon Saturday morning.", False),
+        ("My brother fixed the bicycle with an old wrench.", "My run a fixed no my sickle with an old wench.", False),
+        ("Every winter the river freezes.", "Every winter, the river freezes", False),
+    ],
+)
+def test_a_final_stops_short_when_the_utterance_alone_says_more_after_its_last_word(
+    final: str, alone: str, short: bool
+) -> None:
+    """A word after the final's last one, or three words more, in a quick decode of the utterance alone."""
+    assert stops_short(final, alone) is short
+
+
 def test_a_final_after_forced_words_is_the_likeliest_hypothesis_per_written_token() -> None:
     """The beam's hypotheses after 17 forced tokens, as CTranslate2 scored them when the live clip's "Near the end of
     the journey the air changes." was decoded after the sentence before it: its own ranking (log-probability over a
@@ -438,6 +501,23 @@ async def test_bad_live_streams_get_their_status(start_server: StartServer, fake
         ),
         (
             stream(live_config(speech_end_timeout=Duration(seconds=30)), pcm),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_CONFIG",
+        ),
+        (
+            stream(live_config(speech_start_timeout=Duration(seconds=-1)), pcm),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "INVALID_CONFIG",
+        ),
+        (
+            stream(
+                live_config(
+                    config=pb.TranscriptionConfig(
+                        explicit_decoding_config=pb.ExplicitDecodingConfig(encoding=pb.AUDIO_ENCODING_LINEAR16)
+                    )
+                ),
+                pcm,
+            ),
             grpc.StatusCode.INVALID_ARGUMENT,
             "INVALID_CONFIG",
         ),

@@ -55,7 +55,7 @@ class ContainerDecoder:
     """A WebM or Ogg stream decoded incrementally in a thread of its own; samples are delivered from that thread."""
 
     def __init__(self, audio_format: LiveFormat, deliver: Deliver, fail: Callable[[Exception], None]) -> None:
-        self._format = _CONTAINERS[audio_format]
+        self._format = audio_format
         self._deliver = deliver
         self._fail = fail
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -79,23 +79,31 @@ class ContainerDecoder:
         self._chunks.put(None)
 
     def read(self, size: int = -1) -> bytes:
-        """The file interface PyAV reads from: blocks until bytes arrive or the stream ends."""
+        """The file interface PyAV reads from: what has arrived, up to `size` bytes; it waits only while nothing
+        has (PyAV asks for 32 KiB at a time, which at Opus bitrates is many seconds of audio)."""
+        while not self._ended and not self._buffer:
+            self._take(self._chunks.get())
         while not self._ended and (size < 0 or len(self._buffer) < size):
-            chunk = self._chunks.get()
-            if chunk is None:
-                self._ended = True
-            else:
-                self._buffer += chunk
+            try:
+                self._take(self._chunks.get_nowait())
+            except queue.Empty:
+                break
         if size < 0:
             size = len(self._buffer)
         data, self._buffer = self._buffer[:size], self._buffer[size:]
         return data
 
+    def _take(self, chunk: bytes | None) -> None:
+        if chunk is None:
+            self._ended = True
+        else:
+            self._buffer += chunk
+
     def _run(self) -> None:
         resampler = whisper_resampler()
         decoded = 0
         try:
-            with av.open(self, mode="r", format=self._format, metadata_errors="ignore") as container:
+            with av.open(self, mode="r", format=_CONTAINERS[self._format], metadata_errors="ignore") as container:
                 if not container.streams.audio:
                     raise UndecodableAudio("the live stream holds no audio")
                 for frame in container.decode(container.streams.audio[0]):
@@ -106,7 +114,7 @@ class ContainerDecoder:
             self._fail(error)
         except (av.error.FFmpegError, ValueError, UnicodeDecodeError) as error:
             message = "the live stream could not be decoded" if decoded == 0 else "the live stream stopped decoding"
-            failure = UndecodableAudio(message, metadata={"audio_format": self._format})
+            failure = UndecodableAudio(message, metadata={"audio_format": self._format.value})
             failure.__cause__ = error
             self._fail(failure)
 

@@ -281,13 +281,18 @@ class LiveTranscriber:
         self._backends = dict(backends)
         self._default = default_backend
         self.limits = limits
-        self.gate = AdmissionGate("live sessions", limits.max_sessions, retry_after_seconds)
+        self.gate = AdmissionGate("live stage", limits.max_sessions, retry_after_seconds)
         self._sessions: set[LiveSession] = set()
         self._draining = False
 
     def check(self, options: LiveOptions) -> LiveRecognizer:
         """The backend a live stream goes to, after checking the options against it."""
         validate_options(options.transcription)
+        if options.speech_start_timeout is not None and options.speech_start_timeout < 0:
+            raise InvalidConfig(
+                "the speech start timeout cannot be negative",
+                violations=[FieldViolation("live_config.speech_start_timeout", "must be zero or more")],
+            )
         if options.speech_end_timeout is not None and not 0.2 <= options.speech_end_timeout <= 5.0:
             raise InvalidConfig(
                 "the speech end timeout must be between 0.2 and 5 seconds",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import math
+import re
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -174,9 +176,13 @@ class FasterWhisperEngine:
         if before is not None:
             # When the forced words lack their closing punctuation, the decoder writes it first.
             text = text.lstrip(_CLOSING_PUNCTUATION + string.whitespace)
-            if not any(character.isalnum() for character in text):
-                # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or
-                # the decoder closes their sentence and stops.
+            # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or
+            # the decoder closes their sentence and stops, or (misled by forced words it heard otherwise) it stops
+            # in the middle of the utterance. A final is checked against a quick decode of the utterance alone.
+            if not any(character.isalnum() for character in text) or (
+                not request.quick
+                and stops_short(text, _text(self.transcribe_utterance(model, audio, replace(alone, quick=True))))
+            ):
                 return replace(self.transcribe_utterance(model, audio, alone), language_probability=probability)
         segment = Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob))
         return _result((segment,), language, probability)
@@ -206,6 +212,25 @@ def written_after(forced: int, scores: Sequence[float], sequences: Sequence[Sequ
         key=lambda hypothesis: hypothesis[0] * len(hypothesis[1]) / max(1, len(hypothesis[1]) - forced),
     )
     return sequence[forced:]
+
+
+def stops_short(written: str, heard_alone: str) -> bool:
+    """Whether a final decoded after forced words left out speech that a decode of the utterance alone heard: words
+    after the one the final ends with, or three words more (a quick decode can mishear a word as two)."""
+    final, alone = _words(written), _words(heard_alone)
+    if len(alone) - len(final) >= 3:
+        return True
+    blocks = difflib.SequenceMatcher(a=final, b=alone, autojunk=False).get_matching_blocks()
+    last = next((block for block in reversed(blocks) if block.size), None)
+    return last is not None and last.a + last.size == len(final) and last.b + last.size < len(alone)
+
+
+def _text(result: EngineResult) -> str:
+    return " ".join(segment.text for segment in result.segments)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+(?:'\w+)?", text.lower())
 
 
 def _result(segments: tuple[Segment, ...], language: str, probability: float = 1.0) -> EngineResult:

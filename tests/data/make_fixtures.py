@@ -70,6 +70,20 @@ LONG_VOICE = Voice("en-us+m1", 165, 5)
 ES_VOICE = Voice("es", 150, 5)
 FR_VOICE = Voice("fr+m3", 140, 10)  # of 18 settings tried, the one base translates well at beam 1 and 5, VAD on or off
 
+# Six sentences in three voices with pauses of 1 to 3 s: a live stream cuts one utterance per sentence. Heard after
+# the speech before it, with the previous finals forced as its first words, tiny.en stopped after "Turn left at the
+# bakery" and wrote "and walk two more blocks" at the start of the next final.
+PAUSES_SENTENCES = [
+    (Voice("en+f2", 190, 0), "We watched the sunset from the top of the hill."),
+    (Voice("en+f2", 175, 0), "Please bring three oranges and a loaf of bread."),
+    (Voice("en+f2", 145, 0), "My brother fixed the bicycle with an old wrench."),
+    (Voice("en-gb+m3", 185, 0), "A small boat drifted slowly across the quiet harbor."),
+    (Voice("en-us", 170, 0), "Turn left at the bakery and walk two more blocks."),
+    (Voice("en-us", 180, 0), "Every winter the river freezes near the wooden bridge."),
+]
+PAUSES_SECONDS = [1.5, 3.0, 1.0, 1.5, 3.0]  # between sentences, edge silence included
+PAUSES_EXPECTED = ["sunset", "oranges", "wrench", "boat", "bakery", "freez"]  # offline hears "freezing", "freezer"
+
 
 @dataclass(frozen=True)
 class Speech:
@@ -96,6 +110,16 @@ def speak(text: str, voice: Voice) -> Samples:
     pad = int(PAD_S * ESPEAK_RATE)
     start, end = max(int(voiced[0]) - pad, 0), min(int(voiced[-1]) + pad, len(samples))
     return samples[start:end]
+
+
+def spoken_with_pauses() -> Samples:
+    """PAUSES_SENTENCES at RATE, each after the pause before it (its edge silence counted), as one packed chunk."""
+    pieces = [np.zeros(round((0.8 - PAD_S) * RATE), np.int16)]
+    for index, (voice, text) in enumerate(PAUSES_SENTENCES):
+        pieces.append(resample(speak(text, voice), RATE).reshape(-1))
+        pause = PAUSES_SECONDS[index] if index < len(PAUSES_SECONDS) else 1.0
+        pieces.append(np.zeros(round((pause - 2 * PAD_S) * RATE), np.int16))
+    return np.concatenate(pieces).reshape(1, -1)
 
 
 def resample(samples: Samples, rate: int, layout: str = "mono") -> Samples:
@@ -236,6 +260,16 @@ def make() -> dict[str, Any]:
     long = Speech("speech_en_60s.ogg", "en", LONG_TEXT, LONG_EXPECTED, reference_text=True)
     encode_audio(long.file, [resample(speak(LONG_TEXT, LONG_VOICE), RATE)], fmt="ogg", codec="libopus", bit_rate=12_000)
     add(long)
+
+    pauses = Speech(
+        "speech_en_pauses.ogg",
+        "en",
+        " ".join(text for _, text in PAUSES_SENTENCES),
+        PAUSES_EXPECTED,
+        reference_text=True,
+    )
+    encode_audio(pauses.file, [spoken_with_pauses()], fmt="ogg", codec="libopus", bit_rate=24_000)
+    add(pauses)
 
     silence = DATA_DIR / "silence_1h.flac"
     encode_audio(

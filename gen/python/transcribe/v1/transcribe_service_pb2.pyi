@@ -654,7 +654,8 @@ class LiveConfig(_message.Message):
     @_builtins.property
     def config(self) -> Global___TranscriptionConfig:
         """How to transcribe: backend, model, language, prompt, task, word
-        offsets. explicit_decoding_config is not used; set audio_format.
+        offsets. explicit_decoding_config must not be set (INVALID_CONFIG): the
+        framing is audio_format.
         """
 
     @_builtins.property
