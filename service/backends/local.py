@@ -39,6 +39,9 @@ from service.errors import BackendNotReady, DeadlineTooShort, FieldViolation, In
 from service.memory import release_free_memory
 
 log = logging.getLogger(__name__)
+_JOIN_SECONDS = 10.0
+"""How long shutdown waits for the decodes still running (a speculative final dropped, a cancelled file's current
+segment) before it lets the process exit with a worker inside the engine."""
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -304,6 +307,9 @@ class LocalBackend(Generic[ModelT]):
         self._ready = False
         self._threads.shutdown()
         self._live_threads.shutdown()
+        for pool in (self._threads, self._live_threads):
+            if not await asyncio.to_thread(pool.join, _JOIN_SECONDS):
+                log.warning("a %s worker was still decoding at shutdown", pool.name)
         self.pool.clear()
 
 

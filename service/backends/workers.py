@@ -8,6 +8,7 @@ import collections
 import functools
 import itertools
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, ParamSpec, TypeVar
@@ -24,6 +25,7 @@ class FairWorkerPool:
 
     def __init__(self, workers: int, name: str) -> None:
         self.workers = workers
+        self.name = name
         self._ready = threading.Condition()
         self._queues: collections.OrderedDict[int, collections.deque[_Task]] = collections.OrderedDict()
         self._ids = itertools.count()
@@ -52,6 +54,14 @@ class FairWorkerPool:
                     future.cancel()
             self._queues.clear()
             self._ready.notify_all()
+
+    def join(self, within: float) -> bool:
+        """After shutdown: wait up to `within` seconds for the tasks still running to end (a process that exits while
+        a worker is inside native code can abort); whether every thread has ended."""
+        deadline = time.monotonic() + within
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
 
     def _submit(self, job_id: int, fn: Callable[[], Any], after: Callable[[], None] | None) -> Future[Any]:
         future: Future[Any] = Future()

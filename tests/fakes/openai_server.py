@@ -31,6 +31,7 @@ import socket
 import socketserver
 import string
 import struct
+import sys
 import threading
 import time
 import uuid
@@ -698,7 +699,9 @@ class _HTTPServer(http.server.HTTPServer):
             self.owner._untrack(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if not self.owner._stopping.is_set():
+        # A client that hangs up (a call cancelled or past its deadline) is expected, not an error to print over
+        # another test's output.
+        if not self.owner._stopping.is_set() and not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
 
