@@ -182,7 +182,7 @@ class LocalBackend(Generic[ModelT]):
         if progress is not None:
             progress(seconds, seconds)
         return Transcript(
-            text=" ".join(s.text.strip() for s in result.segments if s.text.strip()),
+            text=result.text,
             language=result.language,
             language_probability=result.language_probability,
             duration=seconds,

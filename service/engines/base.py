@@ -54,6 +54,11 @@ class EngineResult:
     language: str
     language_probability: float
 
+    @property
+    def text(self) -> str:
+        """The segments' text, joined by single spaces."""
+        return " ".join(s.text.strip() for s in self.segments if s.text.strip())
+
 
 @dataclass(frozen=True)
 class Clip:

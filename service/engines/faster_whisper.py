@@ -185,7 +185,7 @@ class FasterWhisperEngine:
             if not any(character.isalnum() for character in text) or (
                 not request.quick
                 and seconds < _CHECKED_SECONDS
-                and stops_short(text, _text(self.transcribe_utterance(model, audio, replace(alone, quick=True))))
+                and stops_short(text, self.transcribe_utterance(model, audio, replace(alone, quick=True)).text)
             ):
                 return replace(self.transcribe_utterance(model, audio, alone), language_probability=probability)
         segment = Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob))
@@ -227,10 +227,6 @@ def stops_short(written: str, heard_alone: str) -> bool:
     blocks = difflib.SequenceMatcher(a=final, b=alone, autojunk=False).get_matching_blocks()
     last = next((block for block in reversed(blocks) if block.size), None)
     return last is not None and last.a + last.size == len(final) and last.b + last.size < len(alone)
-
-
-def _text(result: EngineResult) -> str:
-    return " ".join(segment.text for segment in result.segments)
 
 
 def _words(text: str) -> list[str]:
