@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -25,9 +23,6 @@ _FALLBACK_TEMPERATURES = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
 _MIN_TRAILING_SILENCE = 2.0
 _LONE_FINAL_CONTEXT = 30.0
 _TOKENS_PER_SECOND = 12
-# A final of an utterance shorter than this is checked against a quick decode of the utterance alone. Longer ones, cut
-# at a pause once 8 s long, were never seen to stop short, and their check would cost as much as a third final.
-_CHECKED_SECONDS = 8.0
 _LOOP_COMPRESSION_RATIO = 2.4
 _CLOSING_PUNCTUATION = ".,!?;:\u2026\u3002\u3001\uff0c\uff01\uff1f"  # with the ideographic and full-width forms
 
@@ -168,7 +163,7 @@ class FasterWhisperEngine:
             beam_size=beams,
             num_hypotheses=beams,
             return_scores=True,
-            max_length=min(whisper.max_length, len(prompt) + int(_TOKENS_PER_SECOND * seconds) + 8),
+            max_length=_max_length(len(plain), forced, seconds, whisper.max_length),
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
@@ -179,14 +174,9 @@ class FasterWhisperEngine:
         if before is not None:
             # When the forced words lack their closing punctuation, the decoder writes it first.
             text = text.lstrip(_CLOSING_PUNCTUATION + string.whitespace)
-            # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or
-            # the decoder closes their sentence and stops, or (misled by forced words it heard otherwise) it stops
-            # in the middle of the utterance. A final is checked against a quick decode of the utterance alone.
-            if not any(character.isalnum() for character in text) or (
-                not request.quick
-                and seconds < _CHECKED_SECONDS
-                and stops_short(text, self.transcribe_utterance(model, audio, replace(alone, quick=True)).text)
-            ):
+            # The forced words can seem to cover the utterance after them (a word cut off by a short pause), or the
+            # decoder closes their sentence and stops: the utterance is then decoded alone.
+            if not any(character.isalnum() for character in text):
                 return replace(self.transcribe_utterance(model, audio, alone), language_probability=probability)
         segment = Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob))
         return _result((segment,), language, probability)
@@ -218,19 +208,12 @@ def written_after(forced: int, scores: Sequence[float], sequences: Sequence[Sequ
     return sequence[forced:]
 
 
-def stops_short(written: str, heard_alone: str) -> bool:
-    """Whether a final decoded after forced words left out speech that a decode of the utterance alone heard: words
-    after the one the final ends with, or three words more (a quick decode can mishear a word as two)."""
-    final, alone = _words(written), _words(heard_alone)
-    if len(alone) - len(final) >= 3:
-        return True
-    blocks = difflib.SequenceMatcher(a=final, b=alone, autojunk=False).get_matching_blocks()
-    last = next((block for block in reversed(blocks) if block.size), None)
-    return last is not None and last.a + last.size == len(final) and last.b + last.size < len(alone)
-
-
-def _words(text: str) -> list[str]:
-    return re.findall(r"\w+(?:'\w+)?", text.lower())
+def _max_length(prompt: int, forced: int, seconds: float, ceiling: int) -> int:
+    """The max_length of a decode after a prompt of `prompt` tokens that lets the decoder write the forced tokens and
+    then _TOKENS_PER_SECOND tokens per second of speech, and a few more. CTranslate2 ends a decode after
+    min(max_length / 2, max_length - prompt + 1) tokens, forced ones included: the sum of the three, given as is, cut
+    finals decoded after 15 s of context in mid-sentence ("Turn left at the bakery")."""
+    return min(ceiling, prompt - 1 + 2 * (forced + int(_TOKENS_PER_SECOND * seconds) + 8))
 
 
 def _result(segments: tuple[Segment, ...], language: str, probability: float = 1.0) -> EngineResult:
