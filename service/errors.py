@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,11 @@ class TranscribeError(Exception):
         self.metadata = dict(metadata or {})
         self.violations = tuple(violations)
         self.retry_after_seconds = retry_after_seconds
+
+    def within(self, parent: str) -> Self:
+        """This error with its fields named inside the `parent` message (config.model in live_config)."""
+        self.violations = tuple(FieldViolation(f"{parent}.{v.field}", v.description) for v in self.violations)
+        return self
 
 
 class InvalidConfig(TranscribeError):

@@ -536,6 +536,27 @@ async def test_bad_live_streams_get_their_status(start_server: StartServer, fake
     assert server.live.gate.in_flight == 0
 
 
+async def test_bad_fields_are_named_by_their_path_in_the_live_request(start_server: StartServer) -> None:
+    """BadRequest names each bad field by its path from TranscribeLiveRequest, those of the transcription config
+    inside live_config too."""
+    server = await start_server()
+    pcm = pcm_of("speech_en.wav")[: 16000 * 2]
+    cases = [
+        (live_config(sample_rate_hertz=0), "live_config.sample_rate_hertz"),
+        (live_config(config=pb.TranscriptionConfig(language_code="english!")), "live_config.config.language_code"),
+        (live_config(config=pb.TranscriptionConfig(task=99)), "live_config.config.task"),  # type: ignore[arg-type]
+        (
+            live_config(config=pb.TranscriptionConfig(model="tiny.en", task=pb.TASK_TRANSLATE)),
+            "live_config.config.task",
+        ),
+        (live_config(config=pb.TranscriptionConfig(temperature=2)), "live_config.config.temperature"),
+    ]
+    for config, field in cases:
+        error = await fails(server.stub.TranscribeLive(stream(config, pcm)))
+        _, violations = error_details(error)
+        assert [name for name, _ in violations] == [field], (field, violations)
+
+
 async def test_interim_results_need_a_local_backend(start_server: StartServer, fake_openai: FakeOpenAIServer) -> None:
     """Asking the API backend for interim results is refused before any audio is read."""
     server = await start_server(

@@ -287,7 +287,10 @@ class LiveTranscriber:
 
     def check(self, options: LiveOptions) -> LiveRecognizer:
         """The backend a live stream goes to, after checking the options against it."""
-        validate_options(options.transcription)
+        try:
+            backend = self._transcription_backend(options.transcription)
+        except TranscribeError as error:
+            raise error.within("live_config") from None
         if options.speech_start_timeout is not None and options.speech_start_timeout < 0:
             raise InvalidConfig(
                 "the speech start timeout cannot be negative",
@@ -298,18 +301,22 @@ class LiveTranscriber:
                 "the speech end timeout must be between 0.2 and 5 seconds",
                 violations=[FieldViolation("live_config.speech_end_timeout", "must be between 0.2 s and 5 s")],
             )
-        kind = options.transcription.backend or self._default
+        if options.interim_results and not backend.supports_interim:
+            raise LiveNotSupported(
+                f"the {backend.kind.value} backend gives final results only; interim results need a local engine",
+                violations=[FieldViolation("live_config.interim_results", "needs a local backend")],
+            )
+        return backend
+
+    def _transcription_backend(self, options: TranscriptionOptions) -> LiveRecognizer:
+        validate_options(options)
+        kind = options.backend or self._default
         backend = self._backends.get(kind)
         if backend is None:
             raise BackendNotConfigured(
                 f"the {kind.value} backend is not configured on this server", metadata={"backend": kind.value}
             )
-        backend.check(options.transcription)
-        if options.interim_results and not backend.supports_interim:
-            raise LiveNotSupported(
-                f"the {kind.value} backend gives final results only; interim results need a local engine",
-                violations=[FieldViolation("live_config.interim_results", "needs a local backend")],
-            )
+        backend.check(options)
         return backend
 
     @contextlib.asynccontextmanager

@@ -95,8 +95,12 @@ def live_options_from_proto(live: pb.LiveConfig) -> LiveOptions:
         violations.append(FieldViolation("live_config.config.explicit_decoding_config", "set audio_format instead"))
     if violations or audio_format is None:
         raise InvalidConfig("the live config is invalid", violations=violations)
+    try:
+        transcription = options_from_proto(live.config)
+    except InvalidConfig as error:
+        raise error.within("live_config") from None
     return LiveOptions(
-        transcription=options_from_proto(live.config),
+        transcription=transcription,
         audio_format=audio_format,
         pcm=pcm,
         interim_results=live.interim_results,
