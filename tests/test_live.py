@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import queue
 import re
+import threading
 from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
@@ -329,6 +331,60 @@ async def test_the_speech_before_is_context_only_when_its_text_is_in_the_languag
     assert engine.given == ([before] if language == "fr" else [before, None])
     heard = " ".join(segment.text for segment in recognition.segments).lower()
     assert {"marie", "famille"} <= set(re.findall(r"\w+", heard)), heard
+
+
+class HeldEngine(FasterWhisperEngine):
+    """The real engine; each decode waits until the test lets it go, and what it returned is noted."""
+
+    def __init__(self) -> None:
+        super().__init__(cache_dir=MODEL_CACHE, num_workers=1)
+        self.entered = threading.Event()
+        self.go = threading.Event()
+        self.returned: queue.Queue[EngineResult] = queue.Queue()
+
+    def transcribe_utterance(
+        self, model: Any, audio: np.ndarray, request: EngineRequest, before: SpokenBefore | None = None
+    ) -> EngineResult:
+        """Wait for the go, decode as the real engine, note the result."""
+        self.entered.set()
+        self.go.wait(30)
+        result = super().transcribe_utterance(model, audio, request, before)
+        self.returned.put(result)
+        return result
+
+
+async def test_a_live_decode_cancelled_while_it_runs_stops_once_its_audio_is_encoded(tmp_path: Path) -> None:
+    """A speculative final is dropped when speech resumes, often while its worker is already decoding it: the decode
+    then stops after encoding, without the beam search, and frees the worker for the next one."""
+    engine = HeldEngine()
+    backend = LocalBackend(
+        engine=engine, specs=local_model_specs("tiny.en", MODEL_CACHE), default_model="tiny.en", workers=1
+    )
+    await backend.start()
+    samples = decode_to_whisper_input(DATA / "speech_en.wav")
+
+    def recognize() -> asyncio.Task[Any]:
+        return asyncio.get_running_loop().create_task(
+            backend.recognize(samples, TranscriptionOptions(), interim=False, prompt="", scratch=tmp_path / "x")
+        )
+
+    try:
+        engine.go.set()
+        heard = await recognize()
+        assert "fox" in words(" ".join(segment.text for segment in heard.segments))
+        assert engine.returned.get_nowait().segments == heard.segments
+        engine.go.clear()
+        engine.entered.clear()
+        dropped = recognize()
+        await asyncio.to_thread(engine.entered.wait, 30)
+        dropped.cancel()
+        engine.go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await dropped
+        stopped = await asyncio.to_thread(engine.returned.get, True, 30)
+    finally:
+        await backend.aclose()
+    assert stopped.segments == ()
 
 
 async def test_the_api_backend_gives_finals_per_utterance(

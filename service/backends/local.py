@@ -270,11 +270,18 @@ class LocalBackend(Generic[ModelT]):
         before: SpokenBefore | None = None,
     ) -> Recognition:
         """One utterance of a live stream, on the live workers: greedy for interim results, the full beam for finals.
-        After a final the worker gives the heap's free pages back, so a long stream's memory stays flat."""
+        After a final the worker gives the heap's free pages back, so a long stream's memory stays flat. Cancelled
+        while it runs (a speculative final when speech resumes), the decode stops at the engine's next check."""
         spec, request = self._engine_request(options, prompt, interim=interim)
+        cancelled = threading.Event()
         job = self._live_threads.job(urgent=not interim, after=None if interim else release_free_memory)
         try:
-            return await job.run(self._recognize_sync, spec.name, samples, request, before)
+            return await job.run(
+                self._recognize_sync, spec.name, samples, replace(request, cancelled=cancelled), before
+            )
+        except asyncio.CancelledError:
+            cancelled.set()
+            raise
         finally:
             job.close()
 

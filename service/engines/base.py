@@ -41,7 +41,7 @@ class EngineRequest:
     temperature: float | None
     word_timestamps: bool
     cancelled: threading.Event | None = None
-    """Set when the caller has gone; engines that can stop between segments do."""
+    """Set when the caller has gone; engines that can stop between segments, or after encoding, do."""
     quick: bool = False
     """An interim result: greedy decoding and the least context, trading accuracy for speed."""
 

@@ -117,7 +117,8 @@ class FasterWhisperEngine:
         needs instead of Whisper's padded 30 s. A language not given is detected on that same encoded audio (no
         second encoder pass); the speech before is context only when its text is in the language. Word timings and
         an answer that looks like a repetition loop take the ordinary path, the utterance alone, as does an
-        utterance for which nothing follows the forced words."""
+        utterance for which nothing follows the forced words. A request cancelled by the time its audio is encoded
+        ends there, with no text."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
@@ -135,6 +136,8 @@ class FasterWhisperEngine:
         features = whisper.feature_extractor(padded)[..., : round(context * 100)]
         encoded = whisper.encode(features)
         language, probability = request.language or "en", 1.0
+        if request.cancelled is not None and request.cancelled.is_set():
+            return _result((), language)
         if request.language is None and whisper.model.is_multilingual:
             token, probability = whisper.model.detect_language(encoded)[0][0]
             language = token.removeprefix("<|").removesuffix("|>")
