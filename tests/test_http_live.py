@@ -306,6 +306,23 @@ async def test_a_silent_client_is_ended_by_the_idle_timeout(start_server: StartS
     await sessions_closed(server)
 
 
+async def test_a_message_out_of_order_after_speech_ends_it_after_the_finals_of_that_speech(
+    start_server: StartServer,
+) -> None:
+    """Speech, then a text message that is not the end: the speech's finals come first, then stream_out_of_order
+    and 4400."""
+    server = await start_server(http_port=0)
+    async with connect(url_of(server)) as socket:
+        await socket.send(json.dumps(LINEAR16 | {"interim_results": False}))
+        for start in range(0, len(PCM), 3200):
+            await socket.send(PCM[start : start + 3200])
+        await socket.send(json.dumps({"type": "more"}))
+        got = await receive_all(socket, Conversation())
+    assert (got.error()["code"], got.close_code) == ("stream_out_of_order", 4400)
+    assert_has_words(got.finals(), HEARD)
+    await sessions_closed(server)
+
+
 async def test_draining_flushes_the_last_finals_then_closes_with_1012(start_server: StartServer) -> None:
     """On shutdown a session stops taking audio, sends the finals of what it heard, done, and closes with 1012."""
     server = await start_server(http_port=0)

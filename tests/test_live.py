@@ -609,6 +609,44 @@ async def test_bad_live_streams_get_their_status(start_server: StartServer, fake
     assert server.live.gate.in_flight == 0
 
 
+async def until_error(call: Any) -> tuple[list[pb.TranscribeLiveResponse], grpc.aio.AioRpcError]:
+    """The responses of a live call that ends with an error, and that error."""
+    received: list[pb.TranscribeLiveResponse] = []
+
+    async def read() -> None:
+        async for response in call:
+            received.append(response)
+
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await read()
+    return received, caught.value
+
+
+async def test_the_speech_before_a_fault_in_the_input_gets_its_finals_before_the_status(
+    start_server: StartServer,
+) -> None:
+    """Six sentences sent faster than real time, then half a frame of LINEAR16: every sentence still comes back in
+    a final, then AUDIO_TRUNCATED. The same stream past a 15 s session limit: the finals of the speech before the
+    limit, then LIVE_SESSION_TOO_LONG. An error once ended the stream at once, and the utterances still queued for
+    decoding got no final."""
+    server = await start_server()
+    pcm = pcm_of("speech_en_pauses.ogg")
+    received, error = await until_error(server.stub.TranscribeLive(stream(live_config(), pcm + b"\x01")))
+    assert (error.code(), reason_of(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_TRUNCATED")
+    said = words(" ".join(result.text for result in finals(received)))
+    assert {"hill", "bread", "wrench", "harbor", "blocks", "bridge"} <= set(said), said
+
+    server = await start_server(live_max_session_seconds=15)
+    received, error = await until_error(server.stub.TranscribeLive(stream(live_config(), *all_at_once(pcm))))
+    assert (error.code(), reason_of(error)) == (grpc.StatusCode.OUT_OF_RANGE, "LIVE_SESSION_TOO_LONG")
+    results = finals(received)
+    said = words(" ".join(result.text for result in results))
+    assert {"hill", "bread", "wrench"} <= set(said), said
+    assert not {"blocks", "bridge"} & set(said), said
+    assert all(seconds(result.end_offset) <= 15.1 for result in results)
+    assert server.live.gate.in_flight == 0
+
+
 async def test_bad_fields_are_named_by_their_path_in_the_live_request(start_server: StartServer) -> None:
     """BadRequest names each bad field by its path from TranscribeLiveRequest, those of the transcription config
     inside live_config too."""

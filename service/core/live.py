@@ -156,7 +156,7 @@ class Endpointer:
         self._preroll = round(_PREROLL_SECONDS / FRAME_SECONDS)
         self._tail = round(_TAIL_SECONDS / FRAME_SECONDS)
         self._audio = np.zeros(0, dtype=np.float32)
-        self._unscored = np.zeros(0, dtype=np.float32)
+        self._received = 0
         self._first_frame = 0
         self._frames = 0
         self._probabilities: list[float] = []
@@ -166,13 +166,19 @@ class Endpointer:
         self.heard_speech = False
 
     @property
+    def samples(self) -> int:
+        """Samples received so far."""
+        return self._received
+
+    @property
     def seconds(self) -> float:
         """Audio received so far."""
-        return (self._frames * FRAME_SAMPLES + len(self._unscored)) / WHISPER_SAMPLE_RATE
+        return self.samples / WHISPER_SAMPLE_RATE
 
     def feed(self, samples: Samples) -> list[VoiceEvent | _Utterance]:
         """Score the new audio; return speech beginnings, ends and closed utterances, in order."""
         self._audio = np.concatenate([self._audio, samples])
+        self._received += len(samples)
         events: list[VoiceEvent | _Utterance] = []
         for probability in self._scorer.score(samples).tolist():
             self._probabilities.append(probability)
@@ -375,6 +381,7 @@ class LiveSession:
         self._utterance_start: float | None = None
         self._decoder = self._decoder_for(options)
         self._finishing = False
+        self._error: TranscribeError | None = None
         self._tasks = [
             asyncio.get_running_loop().create_task(self._process()),
             asyncio.get_running_loop().create_task(self._finalize()),
@@ -390,7 +397,7 @@ class LiveSession:
             loop.call_soon_threadsafe(self._incoming.put_nowait, samples)
 
         def fail(error: Exception) -> None:
-            loop.call_soon_threadsafe(self._fail, error)
+            loop.call_soon_threadsafe(self.end_with, error)
 
         return ContainerDecoder(options.audio_format, deliver, fail)
 
@@ -405,8 +412,10 @@ class LiveSession:
         if self._finishing:
             return
         self._finishing = True
-        await asyncio.to_thread(self._decoder.close)
-        self._incoming.put_nowait(None)
+        try:
+            await asyncio.to_thread(self._decoder.close)
+        finally:
+            self._incoming.put_nowait(None)
 
     async def events(self) -> AsyncIterator[LiveEvent]:
         """Results and voice events as they come; raises the session's error, if any."""
@@ -430,31 +439,46 @@ class LiveSession:
         return self.options.transcription.model or self.backend.default_model
 
     def fail(self, error: Exception) -> None:
-        """End the session with an error (its events raise it)."""
-        self._fail(error)
+        """End the session with an error at once (its events raise it next): the client has gone, or recognition
+        failed."""
+        self._events.put_nowait(_failure(error))
 
-    def _fail(self, error: Exception) -> None:
-        failure = error if isinstance(error, TranscribeError) else TranscribeError("the live stream failed")
-        self._events.put_nowait(failure)
+    def end_with(self, error: Exception) -> None:
+        """The input went wrong (audio that does not decode, a client gone quiet, a message out of order): no more
+        audio is taken, what was heard before is still recognized and its finals sent, then the events raise the
+        error."""
+        self._error = self._error or _failure(error)
+        if not self._finishing:
+            self._tasks.append(asyncio.get_running_loop().create_task(self._end_input()))
+
+    async def _end_input(self) -> None:
+        with contextlib.suppress(TranscribeError):  # the session ends with the input's first error
+            await self.finish()
 
     async def _process(self) -> None:
         try:
             while (samples := await self._incoming.get()) is not None:
                 if len(samples) == 0:
                     continue
-                happened = await asyncio.to_thread(self._endpointer.feed, samples)
-                self._check_limits()
+                room = round(self._limits.max_session_seconds * WHISPER_SAMPLE_RATE) - self._endpointer.samples
+                happened = await asyncio.to_thread(self._endpointer.feed, samples[: max(0, room)])
                 self._dispatch(happened)
+                self._check_limits(cut=room < len(samples))
                 self._speculate()
                 self._maybe_interim()
-            self._dispatch(self._endpointer.flush())
-            self._finals.put_nowait(None)
         except TranscribeError as error:
-            self._fail(error)
+            self._error = self._error or error
+            self._finishing = True
+            if isinstance(self._decoder, ContainerDecoder):
+                self._decoder.abort()
+        self._dispatch(self._endpointer.flush())
+        self._finals.put_nowait(None)
 
-    def _check_limits(self) -> None:
+    def _check_limits(self, *, cut: bool) -> None:
+        """Raise when the stream went past the session's length (the audio past it was `cut`) or its speech start
+        timeout."""
         seconds = self._endpointer.seconds
-        if seconds > self._limits.max_session_seconds:
+        if cut:
             raise LiveSessionTooLong(
                 f"a live session may last at most {self._limits.max_session_seconds:g} seconds of audio",
                 metadata={"limit_seconds": f"{self._limits.max_session_seconds:g}"},
@@ -545,7 +569,7 @@ class LiveSession:
         try:
             recognition = await self._recognize(samples, interim=True, prompt=self._interim_prompt(), before=None)
         except TranscribeError as error:
-            self._fail(error)
+            self.fail(error)
             return
         text = _text(recognition.segments)
         if not text or not self._finals.empty():
@@ -594,9 +618,9 @@ class LiveSession:
                     self._final(decoded)
             if self._held is not None:
                 self._final(self._held)
-            self._events.put_nowait(None)
+            self._events.put_nowait(self._error)
         except TranscribeError as error:
-            self._fail(error)
+            self.fail(error)
 
     def _unsure_of_language(self, decoded: _Decoded) -> bool:
         """Whether the stream's language is still open and Whisper could not tell it from this short utterance (on a
@@ -708,3 +732,7 @@ class ScratchPaths(Protocol):
 
 def _text(segments: tuple[Segment, ...]) -> str:
     return " ".join(s.text.strip() for s in segments if s.text.strip() and s.no_speech_prob < 0.9)
+
+
+def _failure(error: Exception) -> TranscribeError:
+    return error if isinstance(error, TranscribeError) else TranscribeError("the live stream failed")

@@ -162,4 +162,4 @@ async def _feed_live(session: LiveSession, requests: AsyncIterator[pb.Transcribe
             session.feed(request.audio_content)
         await session.finish()
     except TranscribeError as error:
-        session.fail(error)
+        session.end_with(error)

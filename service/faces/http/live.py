@@ -208,8 +208,10 @@ class _LiveCall:
                     await session.finish()
                 else:
                     raise StreamOutOfOrder(_AUDIO_OR_END)
-        except TranscribeError as error:
+        except ClientClosed as error:
             session.fail(error)
+        except TranscribeError as error:
+            session.end_with(error)
 
     async def _drain(self, session: LiveSession, feeding: asyncio.Task[None]) -> None:
         """When the server drains, stop taking audio: what was heard is flushed as finals, then the session ends."""

@@ -128,7 +128,11 @@ class TranscribeServiceServicer:
         recognized: interim results (which may change) while an utterance goes
         on, then one final result (which never changes) when the speaker pauses
         for the endpointing silence. When the client half-closes, the remaining
-        audio becomes a final result and the call ends OK.
+        audio becomes a final result and the call ends OK. When the input goes
+        wrong mid-stream (audio that stops decoding, a message out of order, a
+        client silent past the idle timeout, a stream past the longest session),
+        the server takes no more audio, sends the final results of the audio
+        received before the fault, then ends the call with the error.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

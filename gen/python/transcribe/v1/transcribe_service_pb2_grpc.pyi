@@ -67,7 +67,11 @@ class TranscribeServiceStub:
     recognized: interim results (which may change) while an utterance goes
     on, then one final result (which never changes) when the speaker pauses
     for the endpointing silence. When the client half-closes, the remaining
-    audio becomes a final result and the call ends OK.
+    audio becomes a final result and the call ends OK. When the input goes
+    wrong mid-stream (audio that stops decoding, a message out of order, a
+    client silent past the idle timeout, a stream past the longest session),
+    the server takes no more audio, sends the final results of the audio
+    received before the fault, then ends the call with the error.
     """
     SubmitTranscription: _grpc.UnaryUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionRequest, _operations_pb2.Operation]
     """SubmitTranscription starts a transcription job for audio sent whole or
@@ -128,7 +132,11 @@ class TranscribeServiceAsyncStub(TranscribeServiceStub):
     recognized: interim results (which may change) while an utterance goes
     on, then one final result (which never changes) when the speaker pauses
     for the endpointing silence. When the client half-closes, the remaining
-    audio becomes a final result and the call ends OK.
+    audio becomes a final result and the call ends OK. When the input goes
+    wrong mid-stream (audio that stops decoding, a message out of order, a
+    client silent past the idle timeout, a stream past the longest session),
+    the server takes no more audio, sends the final results of the audio
+    received before the fault, then ends the call with the error.
     """
     SubmitTranscription: _aio.UnaryUnaryMultiCallable[_transcribe_service_pb2.SubmitTranscriptionRequest, _operations_pb2.Operation]  # type: ignore[assignment]
     """SubmitTranscription starts a transcription job for audio sent whole or
@@ -210,7 +218,11 @@ class TranscribeServiceServicer(metaclass=_abc_1.ABCMeta):
         recognized: interim results (which may change) while an utterance goes
         on, then one final result (which never changes) when the speaker pauses
         for the endpointing silence. When the client half-closes, the remaining
-        audio becomes a final result and the call ends OK.
+        audio becomes a final result and the call ends OK. When the input goes
+        wrong mid-stream (audio that stops decoding, a message out of order, a
+        client silent past the idle timeout, a stream past the longest session),
+        the server takes no more audio, sends the final results of the audio
+        received before the fault, then ends the call with the error.
         """
 
     @_abc_1.abstractmethod
