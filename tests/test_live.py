@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import difflib
+import io
 import queue
 import re
 import threading
@@ -11,6 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from pathlib import Path
 from typing import Any
 
+import av
 import grpc
 import numpy as np
 import pytest
@@ -622,19 +624,48 @@ async def until_error(call: Any) -> tuple[list[pb.TranscribeLiveResponse], grpc.
     return received, caught.value
 
 
+def webm_jumping_ahead(path: Path, *, after: float, by: float) -> bytes:
+    """The Opus audio of an Ogg file remuxed as WebM, the timestamps of its packets after `after` seconds moved
+    `by` seconds later (as a stream that lost that much would show)."""
+    out = io.BytesIO()
+    with av.open(str(path)) as source, av.open(out, "w", format="webm") as target:
+        audio = source.streams.audio[0]
+        assert audio.time_base is not None
+        shift = round(by / audio.time_base)
+        remuxed = target.add_stream_from_template(audio)
+        for packet in source.demux(audio):
+            if packet.dts is None:
+                continue
+            if packet.pts is not None and packet.pts * audio.time_base > after:
+                packet.pts += shift
+                packet.dts += shift
+            packet.stream = remuxed
+            target.mux(packet)
+    return out.getvalue()
+
+
 async def test_the_speech_before_a_fault_in_the_input_gets_its_finals_before_the_status(
     start_server: StartServer,
 ) -> None:
     """Six sentences sent faster than real time, then half a frame of LINEAR16: every sentence still comes back in
-    a final, then AUDIO_TRUNCATED. The same stream past a 15 s session limit: the finals of the speech before the
-    limit, then LIVE_SESSION_TOO_LONG. An error once ended the stream at once, and the utterances still queued for
-    decoding got no final."""
+    a final, then AUDIO_TRUNCATED. The same speech as WebM whose timestamps jump 40 s ahead after 12 s: the finals
+    of the speech before the jump, then AUDIO_UNDECODABLE. The same stream past a 15 s session limit: the finals of
+    the speech before the limit, then LIVE_SESSION_TOO_LONG. An error once ended the stream at once, and the
+    utterances still queued for decoding got no final."""
     server = await start_server()
     pcm = pcm_of("speech_en_pauses.ogg")
     received, error = await until_error(server.stub.TranscribeLive(stream(live_config(), pcm + b"\x01")))
     assert (error.code(), reason_of(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_TRUNCATED")
     said = words(" ".join(result.text for result in finals(received)))
     assert {"hill", "bread", "wrench", "harbor", "blocks", "bridge"} <= set(said), said
+
+    config = pb.TranscribeLiveRequest(live_config=pb.LiveConfig(audio_format=pb.LIVE_AUDIO_FORMAT_WEBM_OPUS))
+    webm = webm_jumping_ahead(DATA / "speech_en_pauses.ogg", after=12.0, by=40.0)
+    received, error = await until_error(server.stub.TranscribeLive(stream(config, *all_at_once(webm))))
+    assert (error.code(), reason_of(error)) == (grpc.StatusCode.INVALID_ARGUMENT, "AUDIO_UNDECODABLE")
+    said = words(" ".join(result.text for result in finals(received)))
+    assert {"hill", "bread"} <= set(said), said
+    assert not {"blocks", "bridge"} & set(said), said
 
     server = await start_server(live_max_session_seconds=15)
     received, error = await until_error(server.stub.TranscribeLive(stream(live_config(), *all_at_once(pcm))))
