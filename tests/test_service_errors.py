@@ -69,24 +69,22 @@ async def test_unary_over_the_size_limit_is_resource_exhausted(start_server: Sta
     assert info.metadata["limit_bytes"] == str(limit)
 
 
-async def test_stream_over_the_size_limit_stops_reading(start_server: StartServer) -> None:
-    """A stream is cut off at the byte limit: the server stops reading long before the client is done."""
+async def test_stream_over_the_size_limit_is_resource_exhausted(start_server: StartServer) -> None:
+    """A stream past the byte limit is refused with AUDIO_TOO_LARGE, the rest of what the client sends read and
+    dropped. The client here sends 4 MiB, within the lingering read's budget, so its status always arrives: a
+    sender that goes on past that budget is cut off while it writes, and grpcio's asyncio client may then report
+    INTERNAL instead (grpc/grpc#36066; test_bad_input covers that bound)."""
     server = await start_server(max_audio_bytes=64 * 1024)
-    sent = 0
-    total = 2000
 
-    async def endless() -> AsyncIterator[pb.TranscribeStreamRequest]:
-        nonlocal sent
+    async def chunks() -> AsyncIterator[pb.TranscribeStreamRequest]:
         yield pb.TranscribeStreamRequest(config=pb.TranscriptionConfig())
-        for _ in range(total):
-            sent += 1
+        for _ in range(64):
             yield pb.TranscribeStreamRequest(audio_content=b"\0" * 65536)
 
-    error = await call_error(server.stub.TranscribeStream(endless(), timeout=60))
+    error = await call_error(server.stub.TranscribeStream(chunks(), timeout=60))
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     info, _ = error_details(error)
     assert info.reason == "AUDIO_TOO_LARGE"
-    assert sent < total
 
 
 async def test_grpc_message_limit_applies_to_unary(start_server: StartServer) -> None:
