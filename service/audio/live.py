@@ -45,6 +45,9 @@ class PcmDecoder:
             frame.sample_rate = self._fmt.sample_rate_hz
             self._deliver(resample_to_whisper(self._resampler, frame))
 
+    def abort(self) -> None:
+        """Stop decoding: nothing runs apart from push, so there is nothing to stop."""
+
     def close(self) -> None:
         """Deliver what the resampler still holds; a partial frame left over is an error."""
         self._deliver(resample_to_whisper(self._resampler, None))

@@ -426,8 +426,7 @@ class LiveSession:
 
     async def aclose(self) -> None:
         """Stop every task of the session."""
-        if isinstance(self._decoder, ContainerDecoder):
-            self._decoder.abort()
+        self._decoder.abort()
         extra = [t for t in (self._interim, self._speculation.task if self._speculation else None) if t is not None]
         for task in [*self._tasks, *extra]:
             task.cancel()
@@ -469,8 +468,7 @@ class LiveSession:
         except TranscribeError as error:
             self._error = self._error or error
             self._finishing = True
-            if isinstance(self._decoder, ContainerDecoder):
-                self._decoder.abort()
+            self._decoder.abort()
         self._dispatch(self._endpointer.flush())
         self._finals.put_nowait(None)
 
