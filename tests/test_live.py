@@ -544,9 +544,8 @@ def reason_of(error: grpc.aio.AioRpcError) -> str:
 
 async def fails(call: Any) -> grpc.aio.AioRpcError:
     """The error a live call ends with."""
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await responses(call)
-    return caught.value
+    _, error = await until_error(call)
+    return error
 
 
 async def test_bad_live_streams_get_their_status(start_server: StartServer, fake_openai: FakeOpenAIServer) -> None:
