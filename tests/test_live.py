@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 import io
+import itertools
 import queue
 import re
 import threading
@@ -499,6 +500,45 @@ def test_a_final_decoded_after_15_s_of_speech_writes_its_whole_utterance(
     heard = words(engine.transcribe_utterance(model, utterance, request, before).text)
     assert heard[:2] == ["turn", "left"], heard
     assert heard[-2:] == ["more", "blocks"], heard
+
+
+def test_asking_for_word_timings_does_not_change_a_final(
+    tiny_en: tuple[FasterWhisperEngine, Any], spoken: dict[str, Fixture]
+) -> None:
+    """Each sentence of speech_en_pauses.ogg after the ones before it comes out the same with word timings as without,
+    its words spelling out its text, in order, inside the utterance. Word timings once took a decode of the utterance
+    alone, which heard "fixed the bicycle" as "My runner fixed my bicycle" and "northern bridge" as "northern
+    ridge"."""
+    engine, model = tiny_en
+    fixture = spoken["speech_en_pauses.ogg"]
+    samples = decode_to_whisper_input(fixture.path)
+    pauses = pauses_in(samples, least_seconds=0.5)
+    cuts = [0, *((first + last) // 2 for first, last in pauses), len(samples)]
+    said: list[str] = []
+    for start, end in itertools.pairwise(cuts):
+        utterance = samples[start:end]
+        before = (
+            SpokenBefore(samples[max(0, start - 15 * WHISPER_SAMPLE_RATE) : start], " ".join(said)) if said else None
+        )
+        plain, timed = (
+            engine.transcribe_utterance(
+                model,
+                utterance,
+                EngineRequest(language="en", task=Task.TRANSCRIBE, prompt="", temperature=None, word_timestamps=asked),
+                before,
+            ).segments
+            for asked in (False, True)
+        )
+        text = " ".join(segment.text.strip() for segment in plain)
+        assert " ".join(segment.text.strip() for segment in timed) == text
+        timings = [word for segment in timed for word in segment.words]
+        assert "".join(word.text for word in timings).strip() == text
+        edges = [edge for word in timings for edge in (word.start, word.end)]
+        assert edges == sorted(edges), timings
+        assert edges[0] >= 0
+        assert edges[-1] <= len(utterance) / WHISPER_SAMPLE_RATE
+        said.append(text)
+    assert len(said) == 6
 
 
 def test_a_final_after_forced_words_without_their_full_stop_starts_with_its_own_words(

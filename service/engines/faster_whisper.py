@@ -24,6 +24,9 @@ _MIN_TRAILING_SILENCE = 2.0
 _LONE_FINAL_CONTEXT = 30.0
 _TOKENS_PER_SECOND = 12
 _LOOP_COMPRESSION_RATIO = 2.4
+# faster-whisper's defaults for word timings: punctuation joined to the word after or before it.
+_PREPENDED = "\"'\u201c\u00bf([{-"
+_APPENDED = "\"'.\u3002,\uff0c!\uff01?\uff1f:\uff1a\u201d)]}\u3001"
 _CLOSING_PUNCTUATION = ".,!?;:\u2026\u3002\u3001\uff0c\uff01\uff1f"  # with the ideographic and full-width forms
 
 
@@ -115,18 +118,17 @@ class FasterWhisperEngine:
         speech before forced as the decoder's first words, so the model hears the left context (as an offline
         transcription does) and writes only what follows. An interim result encodes only as much context as it
         needs instead of Whisper's padded 30 s. A language not given is detected on that same encoded audio (no
-        second encoder pass); the speech before is context only when its text is in the language. Word timings and
-        an answer that looks like a repetition loop take the ordinary path, the utterance alone, as does an
-        utterance for which nothing follows the forced words. A request cancelled by the time its audio is encoded
-        ends there, with no text."""
+        second encoder pass); the speech before is context only when its text is in the language. An answer that
+        looks like a repetition loop takes the ordinary path, the utterance alone, as does an utterance for which
+        nothing follows the forced words. Word timings, when asked, come from aligning the written words to the same
+        encoded audio, so asking for them does not change the text. A request cancelled by the time its audio is
+        encoded ends there, with no text."""
         from faster_whisper.tokenizer import Tokenizer
         from faster_whisper.transcribe import get_compression_ratio, get_suppressed_tokens
 
         seconds = len(audio) / WHISPER_SAMPLE_RATE
         whisper = model.model
         alone = replace(request, prompt=before.after(request.prompt)) if before is not None else request
-        if request.word_timestamps and request.language is not None:
-            return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), request.language)
         if before is not None and len(before.samples) / WHISPER_SAMPLE_RATE + seconds + _MIN_TRAILING_SILENCE > 30.0:
             request, before = alone, None
         heard = audio if before is None else np.concatenate([before.samples, audio])
@@ -145,8 +147,6 @@ class FasterWhisperEngine:
             heard_alone = self.transcribe_utterance(model, audio, replace(request, language=language))
             return replace(heard_alone, language_probability=probability)
         request, alone = replace(request, language=language), replace(alone, language=language)
-        if request.word_timestamps:
-            return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), language, probability)
         tokenizer = Tokenizer(
             whisper.hf_tokenizer,
             whisper.model.is_multilingual,
@@ -171,7 +171,8 @@ class FasterWhisperEngine:
             suppress_blank=True,
             suppress_tokens=get_suppressed_tokens(tokenizer, (-1,)),
         )[0]
-        text = tokenizer.decode(written_after(forced, result.scores, result.sequences_ids))
+        written = written_after(forced, result.scores, result.sequences_ids)
+        text = tokenizer.decode(written)
         if text.strip() and (get_compression_ratio(text) > _LOOP_COMPRESSION_RATIO or _repeats(text)):
             return _result(self.transcribe_clips(model, audio, [Clip(0.0, seconds)], alone), language, probability)
         if before is not None:
@@ -181,7 +182,17 @@ class FasterWhisperEngine:
             # decoder closes their sentence and stops: the utterance is then decoded alone.
             if not any(character.isalnum() for character in text):
                 return replace(self.transcribe_utterance(model, audio, alone), language_probability=probability)
-        segment = Segment(start=0.0, end=seconds, text=text, no_speech_prob=float(result.no_speech_prob))
+        words: tuple[Word, ...] = ()
+        if request.word_timestamps:
+            heard_before = 0.0 if before is None else len(before.samples) / WHISPER_SAMPLE_RATE
+            aligned = whisper.find_alignment(
+                tokenizer,
+                [[*prompt[len(plain) :], *written]],
+                encoded,
+                round(len(heard) / whisper.feature_extractor.hop_length),
+            )[0]
+            words = _words_after(forced, aligned, heard_before, seconds)
+        segment = Segment(start=0.0, end=seconds, text=text, words=words, no_speech_prob=float(result.no_speech_prob))
         return _result((segment,), language, probability)
 
     def _beams(self, request: EngineRequest) -> int:
@@ -209,6 +220,31 @@ def written_after(forced: int, scores: Sequence[float], sequences: Sequence[Sequ
         key=lambda hypothesis: hypothesis[0] * len(hypothesis[1]) / max(1, len(hypothesis[1]) - forced),
     )
     return sequence[forced:]
+
+
+def _words_after(forced: int, aligned: list[dict[str, Any]], offset: float, seconds: float) -> tuple[Word, ...]:
+    """The words of an alignment (faster-whisper's find_alignment) that start after the `forced` tokens, their
+    punctuation joined to them as faster-whisper does, with times moved back by `offset` and kept inside the
+    utterance's `seconds`."""
+    from faster_whisper.transcribe import merge_punctuations
+
+    merge_punctuations(aligned, _PREPENDED, _APPENDED)
+    words = []
+    position = 0
+    for timing in aligned:
+        if position >= forced and timing["word"]:
+            start = min(seconds, max(0.0, float(timing["start"]) - offset))
+            end = min(seconds, max(start, float(timing["end"]) - offset))
+            words.append(
+                Word(
+                    start=round(start, 2),
+                    end=round(end, 2),
+                    text=str(timing["word"]),
+                    probability=float(timing["probability"]),
+                )
+            )
+        position += len(timing["tokens"])
+    return tuple(words)
 
 
 def _max_length(prompt: int, forced: int, seconds: float, ceiling: int) -> int:
