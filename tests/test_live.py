@@ -852,9 +852,11 @@ class RecordingRecognizer:
         return recognition
 
 
-async def live_finals(recognizer: RecordingRecognizer, samples: np.ndarray, tmp_path: Path) -> list[LiveResult]:
-    """The finals of one in-process live session fed the samples 100 ms at a time (the session looks at each piece
-    in turn, so it sees every pause as it would at real-time pace)."""
+async def live_finals(
+    recognizer: RecordingRecognizer, samples: np.ndarray, tmp_path: Path, chunk: int = CHUNK
+) -> list[LiveResult]:
+    """The finals of one in-process live session fed the samples 100 ms at a time, or in pieces of `chunk` bytes (the
+    session looks at each piece in turn, so in small pieces it sees every pause as it would at real-time pace)."""
     store = UploadStore(tmp_path)
     store.open()
     live = LiveTranscriber(
@@ -868,8 +870,8 @@ async def live_finals(recognizer: RecordingRecognizer, samples: np.ndarray, tmp_
     pcm = linear16(samples)
     try:
         async with live.session(options) as session:
-            for offset in range(0, len(pcm), CHUNK):
-                session.feed(pcm[offset : offset + CHUNK])
+            for offset in range(0, len(pcm), chunk):
+                session.feed(pcm[offset : offset + chunk])
             await session.finish()
             results = [event async for event in session.events() if isinstance(event, LiveResult)]
     finally:
@@ -891,6 +893,23 @@ async def test_a_final_decoded_during_the_pause_that_ends_its_utterance_is_the_f
     assert heard_first < finals[0].end - finals[0].start, "decoded before the utterance was closed"
     assert {"fox", "dog"} <= set(words(finals[0].text))
     assert {"sells", "shore"} <= set(words(finals[1].text))
+
+
+@pytest.mark.parametrize("name", ["speech_en.wav", "speech_en_pauses.ogg"])
+async def test_the_same_audio_gets_the_same_finals_in_pieces_of_any_size(
+    local_backend: LocalBackend[Any], tmp_path: Path, name: str
+) -> None:
+    """A final decodes the same audio, its utterance and 0.15 s of the pause after it, whether it was decoded during
+    that pause (audio in 100 ms pieces, as at real-time pace) or once the pause had ended the utterance (the whole
+    recording in one piece): the finals are the same. A final decoded after its pause once heard 0.4 s of it, and
+    speech_en.wav's first sentence came out as "A quick brown fox" fed fast but "The quick brown fox" at real time."""
+    samples = decode_to_whisper_input(DATA / name)
+    paced, whole = RecordingRecognizer(local_backend), RecordingRecognizer(local_backend)
+    paced_finals = await live_finals(paced, samples, tmp_path)
+    whole_finals = await live_finals(whole, samples, tmp_path, chunk=2 * len(samples))
+    assert paced.finals[0][0] < paced_finals[0].end - paced_finals[0].start, "decoded during its pause"
+    assert paced.finals == whole.finals
+    assert [final.text for final in paced_finals] == [final.text for final in whole_finals]
 
 
 async def test_a_pause_that_speech_ends_early_drops_the_final_decoded_during_it(

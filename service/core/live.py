@@ -60,7 +60,7 @@ _PROMPT_CHARS = 200
 _LEFT_SECONDS = 15.0
 _WINDOW_SECONDS = 28.0
 # After this much of a pause a local engine starts decoding the final already, in case the pause ends the utterance;
-# if speech resumes first, that work is dropped.
+# if speech resumes first, that work is dropped. Every final hears this much of its pause, however fast the audio came.
 _SPECULATE_AFTER_SECONDS = 0.15
 # Past this length an utterance also ends at a shorter pause, so long speech is cut between sentences.
 _LONG_UTTERANCE_SECONDS = 8.0
@@ -532,11 +532,13 @@ class LiveSession:
             or not self._finals.empty()
         ):
             return
-        samples: Samples | None = current[1]
+        start, samples = current
         if self._held is not None:
-            samples = self._held.utterance.joined(*current)
-        if samples is None:
-            return
+            start, joined = self._held.utterance.start, self._held.utterance.joined(*current)
+            if joined is None:
+                return
+            samples = joined
+        samples = _heard_for_final(start, samples, pause.pause_start)
         before = self._before(samples)
         task = asyncio.get_running_loop().create_task(
             self._recognize(samples, interim=False, prompt=self._history, before=before)
@@ -604,10 +606,9 @@ class LiveSession:
                 else:
                     if speculation is not None:
                         speculation.task.cancel()
-                    before = self._before(utterance.samples)
-                    recognition = await self._recognize(
-                        utterance.samples, interim=False, prompt=self._history, before=before
-                    )
+                    heard = _heard_for_final(utterance.start, utterance.samples, utterance.pause_start)
+                    before = self._before(heard)
+                    recognition = await self._recognize(heard, interim=False, prompt=self._history, before=before)
                 self._finalizing = False
                 decoded = _Decoded(utterance, before, recognition)
                 if self._unsure_of_language(decoded):
@@ -726,6 +727,15 @@ class ScratchPaths(Protocol):
     """Gives a new, unused file path in the upload folder."""
 
     def __call__(self) -> Path: ...
+
+
+def _heard_for_final(start: float, samples: Samples, pause_start: float | None) -> Samples:
+    """The audio a final decodes, `samples` starting at `start`: up to _SPECULATE_AFTER_SECONDS into the pause that
+    ended the utterance, whether its final was decoded during that pause or once the pause ended it, so the same
+    audio gives the same final at any pace and in chunks of any size."""
+    if pause_start is None:
+        return samples
+    return samples[: max(0, round((pause_start + _SPECULATE_AFTER_SECONDS - start) * WHISPER_SAMPLE_RATE))]
 
 
 def _text(segments: tuple[Segment, ...]) -> str:
