@@ -559,9 +559,10 @@ def _live(data: dict[str, Any]) -> list[str]:
             "**Accuracy on more recordings.** Each recording transcribed offline and as one live stream fed as fast as "
             "the server takes it, in the same server after the levels; WER against the exact text. Utterances are cut "
             "by voice activity alone, and a final hears its utterance and 0.15 s of its pause whether it was decoded "
-            "during that pause or after it, so the pace does not change the finals. Each recording is also sent again after a lead-in of silence "
-            f"({lead_ins} s), offline and live: inaudible, yet it moves where Whisper's windows and the utterances "
-            "fall, so the spread of the errors shows how much of one difference is chance."
+            "during that pause or after it, so the pace does not change the finals. Each recording is also sent "
+            f"again after a lead-in of silence ({lead_ins} s), offline and live: inaudible, yet it moves where "
+            "Whisper's windows and the utterances fall, so the spread of the errors shows how much of one difference "
+            "is chance."
             + "".join(
                 f" The {row['pooled_recordings']} short clips (`bench/data/make_live_audio.py`: sentences a caller "
                 "says in a breath, none from the benchmark prose, 1-3 per clip, each clip in its own voice) are one "
