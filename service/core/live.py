@@ -122,13 +122,13 @@ class _Utterance:
     pause_start: float | None
     """Where the pause that closed it began, if a pause did."""
 
-    def joined(self, start: float, samples: Samples) -> Samples | None:
-        """This utterance's audio, the silence after it and that of a later utterance starting at `start`, if
-        they fit in one window."""
+    def joined(self, start: float, samples: Samples) -> tuple[float, Samples] | None:
+        """Where this utterance starts, and its audio, the silence after it and that of a later utterance starting
+        at `start`, if they fit in one window."""
         if start + len(samples) / WHISPER_SAMPLE_RATE - self.start > _WINDOW_SECONDS:
             return None
         gap = np.zeros(max(0, round((start - self.end) * WHISPER_SAMPLE_RATE)), dtype=np.float32)
-        return np.concatenate([self.samples, gap, samples])
+        return self.start, np.concatenate([self.samples, gap, samples])
 
 
 @dataclass(frozen=True)
@@ -534,10 +534,9 @@ class LiveSession:
             return
         start, samples = current
         if self._held is not None:
-            start, joined = self._held.utterance.start, self._held.utterance.joined(*current)
-            if joined is None:
+            if (joined := self._held.utterance.joined(start, samples)) is None:
                 return
-            samples = joined
+            start, samples = joined
         samples = _heard_for_final(start, samples, pause.pause_start)
         before = self._before(samples)
         task = asyncio.get_running_loop().create_task(
@@ -562,7 +561,7 @@ class LiveSession:
             return
         self._interim_at = heard_until
         if self._held is not None and (joined := self._held.utterance.joined(start, samples)) is not None:
-            start, samples = self._held.utterance.start, joined
+            start, samples = joined
         self._interim = asyncio.get_running_loop().create_task(self._recognize_interim(start, samples))
 
     async def _recognize_interim(self, start: float, samples: Samples) -> None:
@@ -719,8 +718,8 @@ class _Decoded:
 
     def followed_by(self, later: _Utterance) -> _Utterance | None:
         """This utterance and the later one as one, if both fit in one window."""
-        samples = self.utterance.joined(later.start, later.samples)
-        return None if samples is None else replace(later, start=self.utterance.start, samples=samples)
+        joined = self.utterance.joined(later.start, later.samples)
+        return None if joined is None else replace(later, start=joined[0], samples=joined[1])
 
 
 class ScratchPaths(Protocol):
